@@ -1,0 +1,195 @@
+"""The one error hierarchy of trio_agents.
+
+Every error says whether retrying could succeed (:attr:`AgentError.retryable`) and may
+carry :attr:`AgentError.retry_after`. Misuse of the API raises a :class:`UsageError`
+at once, with a message naming the argument and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ._messages import AgentResult, ErrorInfo
+
+
+class AgentError(Exception):
+    """Base class of every error trio_agents raises on purpose.
+
+    :param message: what went wrong.
+    :param retry_after: seconds the provider asked us to wait before retrying, if it said.
+    :param result: the partial :class:`~trio_agents.AgentResult` of the run that failed, when
+        the error ended a run (transcript and usage so far).
+    """
+
+    retryable: ClassVar[bool] = False
+    """Whether retrying the same request could succeed."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        result: AgentResult | None = None,
+    ) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.__class__.__name__)
+        self.message: str = message or (self.__class__.__doc__ or "").strip().split("\n")[0]
+        self.retry_after: float | None = retry_after
+        self.result: AgentResult | None = result
+
+    def __str__(self) -> str:
+        return self.message
+
+    def info(self) -> ErrorInfo:
+        """A serialisable description of this error."""
+        from ._messages import ErrorInfo
+
+        return ErrorInfo(
+            type=type(self).__name__,
+            message=self.message,
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+        )
+
+
+# --------------------------------------------------------------------------- model errors
+
+
+class ModelError(AgentError):
+    """A model provider refused or failed a request."""
+
+
+class ModelThrottled(ModelError):
+    """The provider is rate limiting us (HTTP 429)."""
+
+    retryable = True
+
+
+class ModelOverloaded(ModelError):
+    """The provider is overloaded or unavailable (HTTP 500, 503, 529)."""
+
+    retryable = True
+
+
+class NetworkError(ModelError):
+    """The request did not reach the provider or its answer did not reach us (connection, timeout)."""
+
+    retryable = True
+
+
+class ContextWindowExceeded(ModelError):
+    """The conversation does not fit in the model's context window."""
+
+
+class AuthenticationError(ModelError):
+    """The provider rejected our credentials (HTTP 401, 403)."""
+
+
+class BadRequestError(ModelError):
+    """The provider rejected the request as malformed (HTTP 4xx)."""
+
+
+class ContentFiltered(ModelError):
+    """The provider's content filter blocked the request or the response."""
+
+
+class ModelTimeout(NetworkError):
+    """A model call did not finish within its deadline."""
+
+
+# --------------------------------------------------------------------------- run limits
+
+
+class BudgetExhausted(AgentError):
+    """A usage or cost budget ran out."""
+
+    def __init__(self, message: str = "", *, limit: str = "", result: AgentResult | None = None):
+        super().__init__(message, result=result)
+        self.limit: str = limit
+        """Name of the limit that ran out, e.g. ``"total_tokens"``."""
+
+
+class MaxTurnsExceeded(AgentError):
+    """The run used all its turns without a final answer."""
+
+    def __init__(self, max_turns: int, *, result: AgentResult | None = None) -> None:
+        super().__init__(
+            f"the run reached max_turns={max_turns} without a final answer; "
+            "raise max_turns or make the task smaller",
+            result=result,
+        )
+        self.max_turns: int = max_turns
+
+
+class RunTimeout(AgentError):
+    """A whole run did not finish within its deadline."""
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+class AgentCancelled(AgentError):
+    """The agent was cancelled (by its owner, its supervisor, or a shutdown) before it replied."""
+
+    def __init__(self, message: str = "", *, reason: str = "", result: AgentResult | None = None):
+        super().__init__(message or f"agent cancelled: {reason or 'no reason given'}", result=result)
+        self.reason: str = reason
+
+
+class AgentStopped(AgentError):
+    """The agent was stopped by its supervisor or closed; it takes no more requests."""
+
+
+class ChildFailed(AgentError):
+    """A supervised agent's failure escalated to its supervisor.
+
+    The original error is the ``__cause__``; :attr:`path` names the agent that failed, from
+    the top of the tree (``"lead/researcher/worker"``).
+    """
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        super().__init__(f"agent {path!r} failed: {type(cause).__name__}: {cause}")
+        self.path: str = path
+        self.__cause__ = cause
+
+
+# --------------------------------------------------------------------------- tools
+
+
+class ToolError(AgentError):
+    """A tool failed. Raise it from a tool to send a clean error message back to the model."""
+
+
+class ToolTimeout(ToolError):
+    """A tool did not finish within its timeout."""
+
+
+class ToolDenied(ToolError):
+    """A policy denied a tool call."""
+
+
+# --------------------------------------------------------------------------- misuse
+
+
+class UsageError(AgentError, ValueError):
+    """The library was used wrongly; the message names the argument and the fix."""
+
+
+class NoMessagesError(UsageError):
+    """A run was asked for with no input messages."""
+
+
+class AlreadyRunningError(UsageError):
+    """An agent that is already running was asked to run again."""
+
+
+class InvalidArgumentError(UsageError):
+    """An argument has a value the library cannot accept."""
+
+
+class ScriptExhausted(UsageError):
+    """A :class:`~trio_agents.testing.ScriptedModel` was called more times than it has responses."""
+
+
+class DeserializationError(UsageError):
+    """Data could not be turned into a trio_agents value; the message says where it is bad."""

@@ -1,0 +1,139 @@
+"""Typed events emitted by every layer.
+
+Events are frozen values. Producers hand them to an :data:`EventSink` (a plain synchronous
+callable, so emitting never blocks and never yields to the scheduler). The event log of
+:mod:`trio_agents._infra` is one such sink.
+
+Every event has ``time`` (seconds on trio's clock) and ``agent`` (the agent's path in the
+tree, e.g. ``"lead/researcher"``; ``""`` for events of the system itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar, TypeAlias
+
+import attrs
+
+from ._messages import AgentResult, AssistantMessage, ErrorInfo, ToolCallBlock, ToolResultBlock
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base class of all events."""
+
+    kind: ClassVar[str] = "event"
+    time: float
+    """When it happened, in seconds on trio's clock."""
+    agent: str
+    """Path of the agent it concerns (``""`` for the system)."""
+
+
+# --------------------------------------------------------------------------- agent loop
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Event):
+    """An agent run began."""
+
+    kind: ClassVar[str] = "run_started"
+    run: int
+    """Sequence number of the run on this agent instance (1 for the first)."""
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished(Event):
+    """An agent run ended (normally, with an error, or aborted)."""
+
+    kind: ClassVar[str] = "run_finished"
+    run: int
+    """Sequence number of the run."""
+    result: AgentResult
+    """The run's result (partial when it failed or was aborted)."""
+
+
+@attrs.frozen(kw_only=True)
+class TurnStarted(Event):
+    """A turn (one model call plus its tool calls) began."""
+
+    kind: ClassVar[str] = "turn_started"
+    turn: int
+    """1-based turn number within the run."""
+
+
+@attrs.frozen(kw_only=True)
+class TurnFinished(Event):
+    """A turn ended."""
+
+    kind: ClassVar[str] = "turn_finished"
+    turn: int
+    """1-based turn number within the run."""
+
+
+@attrs.frozen(kw_only=True)
+class ModelRequested(Event):
+    """A request was sent to the model."""
+
+    kind: ClassVar[str] = "model_requested"
+    model: str
+    """The model's id."""
+    attempt: int
+    """1 for the first attempt, 2 for the first retry, …"""
+
+
+@attrs.frozen(kw_only=True)
+class ModelResponded(Event):
+    """The model answered."""
+
+    kind: ClassVar[str] = "model_responded"
+    message: AssistantMessage
+    """The model's response."""
+
+
+@attrs.frozen(kw_only=True)
+class RetryScheduled(Event):
+    """A retryable model error will be retried after ``delay`` seconds."""
+
+    kind: ClassVar[str] = "retry_scheduled"
+    attempt: int
+    """The attempt that failed."""
+    delay: float
+    """Seconds until the next attempt."""
+    error: ErrorInfo
+    """The error that is being retried."""
+
+
+@attrs.frozen(kw_only=True)
+class ToolStarted(Event):
+    """A tool call began."""
+
+    kind: ClassVar[str] = "tool_started"
+    call: ToolCallBlock
+    """The call."""
+
+
+@attrs.frozen(kw_only=True)
+class ToolFinished(Event):
+    """A tool call ended (successfully or with an error result)."""
+
+    kind: ClassVar[str] = "tool_finished"
+    result: ToolResultBlock
+    """The result sent back to the model."""
+    duration: float
+    """Seconds the call took."""
+
+
+EventSink: TypeAlias = Callable[[Event], None]
+"""Where events go: a synchronous callable that must not block."""
+
+
+def all_event_types() -> list[type[Event]]:
+    """Every concrete event class defined so far (used by the converter)."""
+    found: list[type[Event]] = []
+    stack: list[type[Event]] = [Event]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            found.append(sub)
+            stack.append(sub)
+    return found

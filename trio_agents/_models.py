@@ -1,0 +1,140 @@
+"""The :class:`Model` protocol: one request in, one assistant message out.
+
+Providers implement it one per module (``trio_agents.models.*``); test doubles live in
+:mod:`trio_agents.testing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+
+from ._messages import AssistantMessage, JSONValue, Message
+
+
+@attrs.frozen(kw_only=True)
+class ToolDefinition:
+    """What a model is told about a tool."""
+
+    name: str
+    """The tool's name, as the model must call it."""
+    description: str = ""
+    """What the tool does, for the model."""
+    parameters: dict[str, JSONValue] = attrs.field(
+        factory=lambda: {"type": "object", "properties": {}}
+    )
+    """JSON schema of the arguments object."""
+
+
+@attrs.frozen(kw_only=True)
+class ModelSettings:
+    """Per-request knobs; ``None`` means "the provider's default"."""
+
+    max_tokens: int | None = None
+    """Upper bound on output tokens."""
+    temperature: float | None = None
+    """Sampling temperature."""
+    seed: int | None = None
+    """Sampling seed, where the provider supports it."""
+    extra: dict[str, JSONValue] = attrs.field(factory=dict)
+    """Provider-specific settings passed through unchanged."""
+
+
+@attrs.frozen(kw_only=True)
+class ModelRequest:
+    """Everything a model needs for one response."""
+
+    system: str | None = None
+    """The system prompt."""
+    messages: tuple[Message, ...] = attrs.field(default=(), converter=tuple)
+    """The conversation so far."""
+    tools: tuple[ToolDefinition, ...] = attrs.field(default=(), converter=tuple)
+    """Tools the model may call."""
+    settings: ModelSettings = ModelSettings()
+    """Request settings."""
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+@attrs.frozen
+class TextDelta:
+    """A piece of text from the model."""
+
+    text: str
+    """The new text."""
+
+
+@attrs.frozen
+class ThinkingDelta:
+    """A piece of the model's reasoning."""
+
+    thinking: str
+    """The new reasoning text."""
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first delta of a call carries ``id`` and ``name``."""
+
+    index: int
+    """Position of the tool call in the response."""
+    id: str | None = None
+    """The call id (first delta only)."""
+    name: str | None = None
+    """The tool name (first delta only)."""
+    arguments: str = ""
+    """A fragment of the JSON arguments text."""
+
+
+@attrs.frozen
+class StreamDone:
+    """The last event of every stream: the complete message."""
+
+    message: AssistantMessage
+    """The whole response, as :meth:`Model.request` would have returned it."""
+
+
+StreamEvent: TypeAlias = TextDelta | ThinkingDelta | ToolCallDelta | StreamDone
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A language model.
+
+    Implementations must be cancellation-safe: cancelling the calling scope aborts the
+    request at once. Errors are raised as :class:`~trio_agents.ModelError` subclasses so
+    that the agent loop can decide whether to retry.
+    """
+
+    @property
+    def model_id(self) -> str:
+        """Identifier of the model, e.g. ``"openai:gpt-4o-mini"``."""
+        ...
+
+    async def request(self, request: ModelRequest) -> AssistantMessage:
+        """Send one request and return the model's response."""
+        ...
+
+    def stream(self, request: ModelRequest) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
+        """Send one request and stream the response.
+
+        Use as ``async with model.stream(req) as events: async for event in events: ...``;
+        the last event is always :class:`StreamDone` with the complete message.
+        """
+        ...
+
+
+def check_model(model: Any, *, argument: str = "model") -> Model:
+    """Raise a clear :class:`~trio_agents.InvalidArgumentError` unless ``model`` is a :class:`Model`."""
+    from ._errors import InvalidArgumentError
+
+    if not isinstance(model, Model):
+        raise InvalidArgumentError(
+            f"{argument} must implement the trio_agents.Model protocol "
+            f"(model_id, request(), stream()); got {type(model).__name__}"
+        )
+    return model
