@@ -75,6 +75,48 @@ from ._models import (
     ToolCallDelta,
     ToolDefinition,
 )
+from ._agent import Agent, AgentSpec, RetryPolicy
+from ._events import ModelDelta
+from ._limits import Budget, UsageLimits
+from ._orchestrator import (
+    AgentEnded,
+    AgentFactory,
+    AgentFailed,
+    AgentHandle,
+    AgentOrchestrator,
+    AgentRestarted,
+    AgentSpawned,
+    AgentStatistics,
+    AgentStatus,
+    AgentSystem,
+    FailureEscalated,
+    PendingReply,
+    RequestReceived,
+    RequestReplied,
+    SupervisorDecided,
+)
+from ._serde import converter, dump, dumps_json, load, loads_json
+from ._supervision import (
+    Backoff,
+    Decision,
+    DefaultSupervisor,
+    RestartHistory,
+    RestartLimit,
+    RestartStrategy,
+    SupervisorAction,
+    SupervisorPolicy,
+    decide,
+)
+from ._tools import (
+    Tool,
+    ToolContext,
+    ToolExecutor,
+    ToolPolicy,
+    Toolset,
+    combine_executors,
+    execute_tool_calls,
+    tool,
+)
 
 __version__ = "0.1.0"
 
@@ -149,8 +191,51 @@ __all__ = [
     "ToolCallDelta",
     "ToolDefinition",
     # serialisation (_serde)
+    "converter",
+    "dump",
+    "dumps_json",
+    "load",
+    "loads_json",
     # tools (_tools)
-    # agent (_agent)
+    "Tool",
+    "ToolContext",
+    "ToolExecutor",
+    "ToolPolicy",
+    "Toolset",
+    "combine_executors",
+    "execute_tool_calls",
+    "tool",
+    # agent (_agent, _limits)
+    "Agent",
+    "AgentSpec",
+    "Budget",
+    "ModelDelta",
+    "RetryPolicy",
+    "UsageLimits",
     # supervision (_supervision)
+    "Backoff",
+    "Decision",
+    "DefaultSupervisor",
+    "RestartHistory",
+    "RestartLimit",
+    "RestartStrategy",
+    "SupervisorAction",
+    "SupervisorPolicy",
+    "decide",
     # orchestrator (_orchestrator)
+    "AgentEnded",
+    "AgentFactory",
+    "AgentFailed",
+    "AgentHandle",
+    "AgentOrchestrator",
+    "AgentRestarted",
+    "AgentSpawned",
+    "AgentStatistics",
+    "AgentStatus",
+    "AgentSystem",
+    "FailureEscalated",
+    "PendingReply",
+    "RequestReceived",
+    "RequestReplied",
+    "SupervisorDecided",
 ]

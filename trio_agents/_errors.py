@@ -148,8 +148,19 @@ class ChildFailed(AgentError):
     """
 
     def __init__(self, path: str, cause: BaseException) -> None:
-        super().__init__(f"agent {path!r} failed: {type(cause).__name__}: {cause}")
+        if isinstance(cause, ChildFailed):
+            origin, original = cause.origin, cause.original
+        else:
+            origin, original = path, cause
+        where = "" if origin == path else f" (escalated from {origin!r})"
+        # The message names only the origin, so it stays short however deep the tree is.
+        super().__init__(f"agent {path!r} failed{where}: {type(original).__name__}: {original}")
         self.path: str = path
+        """The agent whose supervisor received this failure."""
+        self.origin: str = origin
+        """The path of the agent where the failure started."""
+        self.original: BaseException = original
+        """The error that started it (the end of the ``__cause__`` chain)."""
         self.__cause__ = cause
 
 

@@ -16,6 +16,7 @@ from typing import ClassVar, TypeAlias
 import attrs
 
 from ._messages import AgentResult, AssistantMessage, ErrorInfo, ToolCallBlock, ToolResultBlock
+from ._models import TextDelta, ThinkingDelta, ToolCallDelta
 
 
 @attrs.frozen(kw_only=True)
@@ -88,6 +89,15 @@ class ModelResponded(Event):
     kind: ClassVar[str] = "model_responded"
     message: AssistantMessage
     """The model's response."""
+
+
+@attrs.frozen(kw_only=True)
+class ModelDelta(Event):
+    """A piece of a streamed model response (only when the agent streams)."""
+
+    kind: ClassVar[str] = "model_delta"
+    delta: TextDelta | ThinkingDelta | ToolCallDelta
+    """The piece."""
 
 
 @attrs.frozen(kw_only=True)

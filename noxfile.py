@@ -1,0 +1,80 @@
+"""Development sessions: ``python3 -m nox -s tests`` (or lint, typecheck, docs, demo, bench).
+
+Every session builds its own virtualenv under ``.nox/`` with the interpreter that runs nox
+(Python 3.11 or newer) and installs the package from this checkout into it, so a fresh
+machine needs nothing but Python and ``pip install nox``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+# The same minor versions as the developers' virtualenv has; raise them together.
+RUFF = "ruff>=0.17,<0.18"
+MYPY = "mypy>=2.4,<2.5"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite; extra arguments go to pytest (``nox -s tests -- -k supervision``)."""
+    session.install("-e", ".[test]")
+    env: dict[str, str] = {}
+    if os.environ.get("CI") and "HYPOTHESIS_PROFILE" not in os.environ:
+        env["HYPOTHESIS_PROFILE"] = "ci"
+    # nox fails the session on any non-zero exit, including pytest's 5 ("no tests ran"):
+    # a run that collects nothing is a broken run, never a pass.
+    session.run("python", "-m", "pytest", *session.posargs, env=env, success_codes=[0])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff (including the ASYNC rules)."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy in strict mode (configured in pyproject.toml)."""
+    session.install(MYPY, "-e", ".[test]")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs into docs/_build/html; any Sphinx warning fails the build."""
+    # The test extra too: the reference documents trio_agents.testing.strategies (hypothesis).
+    session.install("-e", ".[docs,test]")
+    shutil.rmtree(os.path.join("docs", "_build"), ignore_errors=True)
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        os.path.join("docs", "_build", "html"),
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the offline demo: a conversation with the scripted model shipped in the package."""
+    session.install("-e", ".")
+    session.run("python", "-m", "trio_agents", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks beside raw trio; extra arguments go to ``python -m benchmarks``."""
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,517 @@
+"""The agent loop: model → tool calls → results → … → final answer.
+
+Rules (the narrative version is in ``docs/agents.rst``):
+
+* :meth:`Agent.run` adds its input to the agent's history, then alternates model calls and
+  tool execution until the model answers without tool calls.
+* At most ``max_turns`` model responses per run. When the last allowed response still asks
+  for tools, the tools are *not* run and :class:`MaxTurnsExceeded` is raised.
+* Retryable model errors are retried with exponential backoff and full jitter on trio's
+  clock; the delay is never shorter than the provider's ``retry_after``. Non-retryable
+  errors, and retryable ones past ``RetryPolicy.max_attempts``, end the run.
+* A run that fails raises the error with ``error.result`` set to the partial result.
+* :meth:`Agent.abort` (or a supervisor) stops a run: it returns an :class:`AgentResult` with
+  :attr:`StopReason.ABORTED` and the partial transcript. Cancellation from outside (the
+  enclosing scope) propagates ``trio.Cancelled`` untouched; the partial transcript stays in
+  :attr:`Agent.messages` and :attr:`Agent.last_result`.
+* Tool calls interrupted by abort or cancellation get error results, so the history stays a
+  valid conversation for the next run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from ._errors import (
+    AgentError,
+    AlreadyRunningError,
+    InvalidArgumentError,
+    MaxTurnsExceeded,
+    ModelTimeout,
+    NetworkError,
+    NoMessagesError,
+    RunTimeout,
+)
+from ._events import (
+    EventSink,
+    ModelDelta,
+    ModelRequested,
+    ModelResponded,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    TurnFinished,
+    TurnStarted,
+)
+from ._limits import Budget, UsageLimits
+from ._messages import (
+    AgentResult,
+    AssistantMessage,
+    ErrorInfo,
+    JSONValue,
+    Message,
+    StopReason,
+    SystemMessage,
+    ToolCallBlock,
+    ToolResultBlock,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
+from ._models import Model, ModelRequest, ModelSettings, StreamDone, check_model
+from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be > 0 or None, got {value!r}"
+        )
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be an int >= 1, got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a run retries retryable model errors.
+
+    The delay before retry *n* (1-based) is drawn uniformly from
+    ``[0, min(max_delay, initial_delay * factor ** (n - 1))]`` ("full jitter"), or is that
+    cap exactly when ``jitter`` is false, and is raised to the error's ``retry_after`` when
+    the provider gave one.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
+    """Attempts per model call, the first included (1 disables retries)."""
+    initial_delay: float = 1.0
+    """Cap of the first retry's delay, in seconds."""
+    factor: float = 2.0
+    """Growth of the cap per retry."""
+    max_delay: float = 60.0
+    """Largest cap, in seconds."""
+    jitter: bool = True
+    """Draw the delay uniformly below the cap (full jitter) instead of using the cap."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.initial_delay < 0 or self.max_delay < 0 or self.factor < 1:
+            raise InvalidArgumentError(
+                "RetryPolicy needs initial_delay >= 0, max_delay >= 0 and factor >= 1; "
+                f"got initial_delay={self.initial_delay!r}, max_delay={self.max_delay!r}, "
+                f"factor={self.factor!r}"
+            )
+
+    def delay(self, retry: int, error: AgentError | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based) after ``error``."""
+        cap = min(self.max_delay, self.initial_delay * self.factor ** (retry - 1))
+        delay = rng.uniform(0.0, cap) if self.jitter else cap
+        if error is not None and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+
+@attrs.frozen(kw_only=True)
+class AgentSpec:
+    """A declarative, serialisable description of an agent."""
+
+    name: str
+    """The agent's name (unique among its siblings)."""
+    instructions: str = ""
+    """The system prompt."""
+    tools: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Names of the tools the agent may use."""
+    model: str | None = None
+    """Model id, e.g. ``"openai:gpt-4o-mini"``; ``None`` lets the runner choose."""
+    max_turns: int = attrs.field(default=10, validator=_at_least_one)
+    """Model responses allowed per run."""
+    limits: UsageLimits | None = None
+    """Usage limits of one run."""
+    model_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    """Deadline of each model call, in seconds."""
+    run_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    """Deadline of each whole run, in seconds."""
+    metadata: dict[str, JSONValue] = attrs.field(factory=dict)
+    """Free-form data for the application."""
+
+
+def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
+    if isinstance(input, str):
+        return [UserMessage.text(input)]
+    if isinstance(input, SystemMessage | UserMessage | AssistantMessage | ToolResultMessage):
+        return [input]
+    if isinstance(input, Sequence):
+        messages = list(input)
+        for index, message in enumerate(messages):
+            if not isinstance(
+                message, SystemMessage | UserMessage | AssistantMessage | ToolResultMessage
+            ):
+                raise InvalidArgumentError(
+                    f"run() input[{index}] must be a message, got {type(message).__name__}"
+                )
+        return messages
+    raise InvalidArgumentError(
+        f"run() takes a str, a message or a sequence of messages, got {type(input).__name__}"
+    )
+
+
+class Agent:
+    """A model with instructions and tools, and the conversation it has had.
+
+    :param model: the :class:`Model` to call.
+    :param name: the agent's name, used in events and errors.
+    :param instructions: the system prompt.
+    :param tools: :class:`Tool` objects, or any :class:`ToolExecutor`.
+    :param max_turns: model responses allowed per run.
+    :param retry: how retryable model errors are retried.
+    :param settings: model settings sent with every request.
+    :param model_timeout: deadline of each model call (retried as a network error).
+    :param run_timeout: deadline of each whole run (the run fails with :class:`RunTimeout`).
+    :param limits: usage limits of each run (a fresh :class:`Budget` per run, carved from
+        ``budget`` when both are given).
+    :param budget: a budget shared with other agents (checked before each model call).
+    :param deps: anything; tools receive it as :attr:`ToolContext.deps`.
+    :param infra: shared infrastructure handed to tools as :attr:`ToolContext.infra`.
+    :param policy: checked before every tool call; a denial becomes an error result.
+    :param event_sink: receives every event of every run.
+    :param max_tool_concurrency: tool calls of one turn that may run at once.
+    :param stream: call :meth:`Model.stream` and emit :class:`ModelDelta` events.
+    :param rng: source of retry jitter (seed it for reproducible delays).
+    :param path: the agent's path in a tree (defaults to ``name``).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+    ) -> None:
+        self._model = check_model(model)
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"name must be a non-empty str, got {name!r}")
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise InvalidArgumentError(f"max_turns must be an int >= 1, got {max_turns!r}")
+        if not isinstance(max_tool_concurrency, int) or max_tool_concurrency < 1:
+            raise InvalidArgumentError(
+                f"max_tool_concurrency must be an int >= 1, got {max_tool_concurrency!r}"
+            )
+        for arg, value in (("model_timeout", model_timeout), ("run_timeout", run_timeout)):
+            if value is not None and not value > 0:
+                raise InvalidArgumentError(f"{arg} must be > 0 or None, got {value!r}")
+        self.name = name
+        self.path = path if path is not None else name
+        self.instructions = instructions
+        if hasattr(tools, "execute") and hasattr(tools, "definitions"):
+            self._executor: ToolExecutor = tools  # type: ignore[assignment]
+        else:
+            self._executor = Toolset(tools)  # type: ignore[arg-type]
+        self._tool_definitions = tuple(self._executor.definitions())
+        self.max_turns = max_turns
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.settings = settings if settings is not None else ModelSettings()
+        self.model_timeout = model_timeout
+        self.run_timeout = run_timeout
+        self.limits = limits
+        self.budget = budget
+        self.deps = deps
+        self.infra = infra
+        self.policy = policy
+        self.event_sink = event_sink
+        self.stream = stream
+        self._limiter = trio.CapacityLimiter(max_tool_concurrency)
+        self._rng = rng if rng is not None else random.Random()
+        self._history: list[Message] = []
+        self._usage = Usage()
+        self._runs = 0
+        self._running = False
+        self._abort_scope: trio.CancelScope | None = None
+        self._abort_reason: str | None = None
+        self._last_result: AgentResult | None = None
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: AgentSpec,
+        model: Model,
+        *,
+        tools: Iterable[Tool] | Mapping[str, Tool] = (),
+        **kwargs: Any,
+    ) -> Agent:
+        """Build an agent from a spec, picking the spec's tools by name from ``tools``."""
+        available = dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in tools}
+        missing = [name for name in spec.tools if name not in available]
+        if missing:
+            raise InvalidArgumentError(
+                f"AgentSpec {spec.name!r} names unknown tools {missing}; "
+                f"available: {sorted(available) or 'none'}"
+            )
+        kwargs.setdefault("model_timeout", spec.model_timeout)
+        kwargs.setdefault("run_timeout", spec.run_timeout)
+        kwargs.setdefault("limits", spec.limits)
+        return cls(
+            model,
+            name=spec.name,
+            instructions=spec.instructions,
+            tools=[available[name] for name in spec.tools],
+            max_turns=spec.max_turns,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def model(self) -> Model:
+        """The model this agent calls."""
+        return self._model
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The whole conversation so far, across runs (the system prompt is not included)."""
+        return tuple(self._history)
+
+    @property
+    def usage(self) -> Usage:
+        """Usage of every run of this agent."""
+        return self._usage
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is in progress."""
+        return self._running
+
+    @property
+    def last_result(self) -> AgentResult | None:
+        """The result of the latest run, including a cancelled or failed one (partial)."""
+        return self._last_result
+
+    def abort(self, reason: str = "aborted by owner") -> None:
+        """Stop the current run; it returns with :attr:`StopReason.ABORTED`.
+
+        Does nothing when no run is in progress.
+        """
+        if self._abort_scope is not None:
+            self._abort_reason = reason
+            self._abort_scope.cancel(reason=reason)
+
+    def clear_history(self) -> None:
+        """Forget the conversation (misuse while running)."""
+        if self._running:
+            raise AlreadyRunningError(f"agent {self.name!r} is running; clear its history after")
+        self._history.clear()
+
+    def _emit(self, sink: EventSink, event_type: Any, **fields: Any) -> None:
+        sink(event_type(time=trio.current_time(), agent=self.path, **fields))
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, input: str | Message | Sequence[Message]) -> AgentResult:
+        """Run the agent on ``input`` until it answers; see the module rules."""
+        if self._running:
+            raise AlreadyRunningError(
+                f"agent {self.name!r} is already running; await the current run, "
+                "or use one Agent per concurrent conversation"
+            )
+        new_messages = _as_messages(input)
+        if not new_messages:
+            raise NoMessagesError("run() needs at least one message; got an empty sequence")
+        self._running = True
+        self._runs += 1
+        run_number = self._runs
+        sink = self.event_sink
+        start = trio.current_time()
+        run_usage = Usage()
+        first_index = len(self._history)
+        self._history.extend(new_messages)
+        budget = self.budget
+        if self.limits is not None:
+            budget = budget.child(self.limits) if budget is not None else Budget(self.limits)
+        stop_reason = StopReason.STOP
+        error: BaseException | None = None
+        if sink is not None:
+            self._emit(sink, RunStarted, run=run_number)
+
+        def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult:
+            return AgentResult(
+                messages=self._history[first_index:],
+                stop_reason=reason,
+                usage=run_usage,
+                error=err.info() if isinstance(err, AgentError) else _foreign_info(err),
+                duration=trio.current_time() - start,
+            )
+
+        abort_scope = trio.CancelScope()
+        if self.run_timeout is not None:
+            abort_scope.deadline = start + self.run_timeout
+        self._abort_scope = abort_scope
+        self._abort_reason = None
+        try:
+            with abort_scope:
+                turn = 0
+                while True:
+                    turn += 1
+                    if sink is not None:
+                        self._emit(sink, TurnStarted, turn=turn)
+                    if budget is not None:
+                        budget.check_request()
+                    message = await self._call_model(sink)
+                    run_usage = run_usage + message.usage
+                    self._usage = self._usage + message.usage
+                    if budget is not None:
+                        budget.charge(message.usage)
+                    self._history.append(message)
+                    calls = message.tool_calls
+                    if not calls:
+                        stop_reason = (
+                            StopReason.LENGTH
+                            if message.stop_reason is StopReason.LENGTH
+                            else StopReason.STOP
+                        )
+                        if sink is not None:
+                            self._emit(sink, TurnFinished, turn=turn)
+                        break
+                    if turn >= self.max_turns:
+                        raise MaxTurnsExceeded(self.max_turns)
+                    await self._run_tools(calls)
+                    if sink is not None:
+                        self._emit(sink, TurnFinished, turn=turn)
+        except AgentError as exc:
+            error = exc
+            stop_reason = StopReason.ERROR
+            exc.result = snapshot(stop_reason, exc)
+            raise
+        except trio.Cancelled:
+            stop_reason = StopReason.ABORTED
+            raise
+        except Exception as exc:
+            error = exc
+            stop_reason = StopReason.ERROR
+            raise
+        finally:
+            self._abort_scope = None
+            self._running = False
+            if abort_scope.cancelled_caught:
+                stop_reason = StopReason.ABORTED
+                if self._abort_reason is None:
+                    error = RunTimeout(f"the run exceeded run_timeout={self.run_timeout} s")
+                    stop_reason = StopReason.ERROR
+            result = snapshot(stop_reason, error)
+            self._last_result = result
+            if sink is not None:
+                self._emit(sink, RunFinished, run=run_number, result=result)
+        if isinstance(error, RunTimeout):
+            error.result = result
+            raise error
+        return result
+
+    async def _call_model(self, sink: EventSink | None) -> AssistantMessage:
+        request = ModelRequest(
+            system=self.instructions or None,
+            messages=self._history,
+            tools=self._tool_definitions,
+            settings=self.settings,
+        )
+        attempt = 1
+        while True:
+            if sink is not None:
+                self._emit(sink, ModelRequested, model=self._model.model_id, attempt=attempt)
+            try:
+                message = await self._request_once(request, sink)
+            except AgentError as exc:
+                if not exc.retryable or attempt >= self.retry.max_attempts:
+                    raise
+                delay = self.retry.delay(attempt, exc, self._rng)
+                if sink is not None:
+                    self._emit(sink, RetryScheduled, attempt=attempt, delay=delay, error=exc.info())
+                await trio.sleep(delay)
+                attempt += 1
+                continue
+            if sink is not None:
+                self._emit(sink, ModelResponded, message=message)
+            return message
+
+    async def _request_once(self, request: ModelRequest, sink: EventSink | None) -> AssistantMessage:
+        timeout = self.model_timeout
+        if timeout is None:
+            return await self._dispatch(request, sink)
+        with trio.move_on_after(timeout) as scope:
+            return await self._dispatch(request, sink)
+        assert scope.cancelled_caught
+        raise ModelTimeout(f"model call exceeded model_timeout={timeout} s")
+
+    async def _dispatch(self, request: ModelRequest, sink: EventSink | None) -> AssistantMessage:
+        if not self.stream:
+            return await self._model.request(request)
+        final: AssistantMessage | None = None
+        async with self._model.stream(request) as events:
+            async for event in events:  # consumed to the end, so no generator is left open
+                if isinstance(event, StreamDone):
+                    final = event.message
+                elif sink is not None:
+                    self._emit(sink, ModelDelta, delta=event)
+        if final is None:
+            raise NetworkError("the model's stream ended without a complete message")
+        return final
+
+    async def _run_tools(self, calls: tuple[ToolCallBlock, ...]) -> None:
+        done = False
+        try:
+            results = await execute_tool_calls(
+                self._executor,
+                calls,
+                agent=self.path,
+                deps=self.deps,
+                infra=self.infra,
+                limiter=self._limiter,
+                policy=self.policy,
+                event_sink=self.event_sink,
+            )
+            done = True
+        finally:
+            if not done:
+                # Interrupted (abort, cancellation, deadline): keep the history a valid
+                # conversation by answering every call.
+                reason = self._abort_reason or "cancelled"
+                results = [
+                    ToolResultBlock(
+                        tool_call_id=call.id,
+                        content=f"tool call interrupted: {reason}",
+                        is_error=True,
+                        tool_name=call.name,
+                    )
+                    for call in calls
+                ]
+            self._history.append(ToolResultMessage(results))
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.path!r} model={self._model.model_id!r} running={self._running}>"
+
+
+def _foreign_info(error: BaseException | None) -> ErrorInfo | None:
+    if error is None:
+        return None
+    return ErrorInfo(type=type(error).__name__, message=str(error))
