@@ -125,7 +125,10 @@ def test_orchestrator_arguments_are_checked() -> None:
         AgentOrchestrator(channel_buffer=-1)
     with pytest.raises(InvalidArgumentError, match="supervisor"):
         AgentOrchestrator(supervisor=object())  # type: ignore[arg-type]
-    assert AgentOrchestrator(supervisor=DefaultSupervisor(max_restarts=5)).default_limit.max_restarts == 5
+    assert (
+        AgentOrchestrator(supervisor=DefaultSupervisor(max_restarts=5)).default_limit.max_restarts
+        == 5
+    )
 
 
 # --------------------------------------------------------------------------- serving
@@ -237,7 +240,9 @@ async def test_graceful_aclose_drains_the_queue() -> None:
         handle = await system.spawn("a")
         pending = [handle.send_message_nowait(f"q{i}") for i in range(4)]
         final = await handle.aclose()
-        assert [(await p.wait()).final_text for p in pending] == [f"a:q{i}#{i + 1}" for i in range(4)]
+        assert [(await p.wait()).final_text for p in pending] == [
+            f"a:q{i}#{i + 1}" for i in range(4)
+        ]
         assert handle.status is AgentStatus.COMPLETED
         assert final.final_text == "a:q3#4"
         assert final.usage.requests == 4  # the usage of everything it served
@@ -268,7 +273,9 @@ async def test_restart_keeps_queue_and_rebuilds_from_factory() -> None:
         assert stats.incarnation == 2
         assert handle.status is AgentStatus.RUNNING
     assert tree.built == ["a", "a"]
-    kinds = [e.kind for e in events if e.agent == "a" and e.kind.startswith(("agent", "supervisor"))]
+    kinds = [
+        e.kind for e in events if e.agent == "a" and e.kind.startswith(("agent", "supervisor"))
+    ]
     assert kinds[:5] == [
         "agent_spawned",
         "agent_failed",
@@ -482,7 +489,9 @@ async def test_escalation_through_three_levels_reaches_the_root() -> None:
     with pytest.raises(ChildFailed) as info:
         async with orch.open() as system:
             handles = await _spawn_all(system, orch)
-            pending = {name: h.send_message_nowait("hang") for name, h in handles.items() if name != "r1w2"}
+            pending = {
+                name: h.send_message_nowait("hang") for name, h in handles.items() if name != "r1w2"
+            }
             await trio.testing.wait_all_tasks_blocked()
             failing = handles["r1w2"].send_message_nowait("fail")
             await trio.sleep_forever()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._agent import Agent, AgentSpec, RetryPolicy
 from ._errors import (
     AgentCancelled,
     AgentError,
@@ -32,6 +33,7 @@ from ._errors import (
 from ._events import (
     Event,
     EventSink,
+    ModelDelta,
     ModelRequested,
     ModelResponded,
     RetryScheduled,
@@ -42,6 +44,7 @@ from ._events import (
     TurnFinished,
     TurnStarted,
 )
+from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
     AssistantContent,
@@ -75,9 +78,6 @@ from ._models import (
     ToolCallDelta,
     ToolDefinition,
 )
-from ._agent import Agent, AgentSpec, RetryPolicy
-from ._events import ModelDelta
-from ._limits import Budget, UsageLimits
 from ._orchestrator import (
     AgentEnded,
     AgentFactory,

@@ -81,6 +81,12 @@ def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any)
         )
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise InvalidArgumentError(f"tools must be a sequence of tool names, not a str ({value!r})")
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a run retries retryable model errors.
@@ -127,7 +133,7 @@ class AgentSpec:
     """The agent's name (unique among its siblings)."""
     instructions: str = ""
     """The system prompt."""
-    tools: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    tools: tuple[str, ...] = attrs.field(default=(), converter=_names)
     """Names of the tools the agent may use."""
     model: str | None = None
     """Model id, e.g. ``"openai:gpt-4o-mini"``; ``None`` lets the runner choose."""
@@ -146,10 +152,11 @@ class AgentSpec:
 def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
     if isinstance(input, str):
         return [UserMessage.text(input)]
+    messages: list[Message]
     if isinstance(input, SystemMessage | UserMessage | AssistantMessage | ToolResultMessage):
         return [input]
     if isinstance(input, Sequence):
-        messages = list(input)
+        messages = list(input)  # type: ignore[arg-type]
         for index, message in enumerate(messages):
             if not isinstance(
                 message, SystemMessage | UserMessage | AssistantMessage | ToolResultMessage
@@ -229,7 +236,7 @@ class Agent:
         if hasattr(tools, "execute") and hasattr(tools, "definitions"):
             self._executor: ToolExecutor = tools  # type: ignore[assignment]
         else:
-            self._executor = Toolset(tools)  # type: ignore[arg-type]
+            self._executor = Toolset(tools)
         self._tool_definitions = tuple(self._executor.definitions())
         self.max_turns = max_turns
         self.retry = retry if retry is not None else RetryPolicy()
@@ -454,7 +461,9 @@ class Agent:
                 self._emit(sink, ModelResponded, message=message)
             return message
 
-    async def _request_once(self, request: ModelRequest, sink: EventSink | None) -> AssistantMessage:
+    async def _request_once(
+        self, request: ModelRequest, sink: EventSink | None
+    ) -> AssistantMessage:
         timeout = self.model_timeout
         if timeout is None:
             return await self._dispatch(request, sink)

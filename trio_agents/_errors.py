@@ -72,7 +72,7 @@ class ModelOverloaded(ModelError):
 
 
 class NetworkError(ModelError):
-    """The request did not reach the provider or its answer did not reach us (connection, timeout)."""
+    """The request or its answer was lost on the way (connection error, timeout)."""
 
     retryable = True
 
@@ -132,7 +132,9 @@ class AgentCancelled(AgentError):
     """The agent was cancelled (by its owner, its supervisor, or a shutdown) before it replied."""
 
     def __init__(self, message: str = "", *, reason: str = "", result: AgentResult | None = None):
-        super().__init__(message or f"agent cancelled: {reason or 'no reason given'}", result=result)
+        super().__init__(
+            message or f"agent cancelled: {reason or 'no reason given'}", result=result
+        )
         self.reason: str = reason
 
 

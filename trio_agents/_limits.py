@@ -9,14 +9,16 @@ allows: every check also asks the ancestors, and every charge is added to them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from ._errors import BudgetExhausted, InvalidArgumentError
 from ._messages import Cost, Usage
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-    if value is not None and value < 0:  # type: ignore[operator]
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value < 0:
         raise InvalidArgumentError(
             f"{type(instance).__name__}.{attribute.name} must be >= 0 or None, got {value!r}"
         )

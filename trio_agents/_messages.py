@@ -7,13 +7,29 @@ through :data:`trio_agents.converter` (see :mod:`trio_agents._serde`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 import attrs
 
 JSONValue: TypeAlias = Any
-"""Any value that :func:`json.dumps` accepts (dicts with string keys, lists, str, int, float, bool, None)."""
+"""Any value :func:`json.dumps` accepts (str-keyed dicts, lists, str, numbers, bool, None)."""
+
+
+def _user_content(value: Iterable[UserContent]) -> tuple[UserContent, ...]:
+    return tuple(value)
+
+
+def _assistant_content(value: Iterable[AssistantContent]) -> tuple[AssistantContent, ...]:
+    return tuple(value)
+
+
+def _tool_results(value: Iterable[ToolResultBlock]) -> tuple[ToolResultBlock, ...]:
+    return tuple(value)
+
+
+def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
+    return tuple(value)
 
 
 def _freeze_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -205,7 +221,7 @@ class SystemMessage:
 class UserMessage:
     """What the user (or a parent agent) says."""
 
-    content: tuple[UserContent, ...] = attrs.field(converter=tuple)
+    content: tuple[UserContent, ...] = attrs.field(converter=_user_content)
     """Text and images, in order."""
 
     @classmethod
@@ -218,7 +234,7 @@ class UserMessage:
 class AssistantMessage:
     """One response from a model."""
 
-    content: tuple[AssistantContent, ...] = attrs.field(converter=tuple)
+    content: tuple[AssistantContent, ...] = attrs.field(converter=_assistant_content)
     """Text, thinking and tool calls, in the order the model produced them."""
     usage: Usage = Usage()
     """Tokens this response used."""
@@ -242,7 +258,7 @@ class AssistantMessage:
 class ToolResultMessage:
     """The results of every tool call of one assistant turn, in the order of the calls."""
 
-    results: tuple[ToolResultBlock, ...] = attrs.field(converter=tuple)
+    results: tuple[ToolResultBlock, ...] = attrs.field(converter=_tool_results)
     """One result per tool call."""
 
 
@@ -280,7 +296,7 @@ class TransferSignal:
 class AgentResult:
     """What one :meth:`Agent.run <trio_agents.Agent.run>` produced."""
 
-    messages: tuple[Message, ...] = attrs.field(default=(), converter=tuple)
+    messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
     """The messages this run added to the conversation (input included), in order."""
     stop_reason: StopReason = StopReason.STOP
     """Why the run ended."""

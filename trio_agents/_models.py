@@ -6,13 +6,13 @@ Providers implement it one per module (``trio_agents.models.*``); test doubles l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
-from ._messages import AssistantMessage, JSONValue, Message
+from ._messages import AssistantMessage, JSONValue, Message, _messages
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +27,10 @@ class ToolDefinition:
         factory=lambda: {"type": "object", "properties": {}}
     )
     """JSON schema of the arguments object."""
+
+
+def _tool_definitions(value: Iterable[ToolDefinition]) -> tuple[ToolDefinition, ...]:
+    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -49,9 +53,9 @@ class ModelRequest:
 
     system: str | None = None
     """The system prompt."""
-    messages: tuple[Message, ...] = attrs.field(default=(), converter=tuple)
+    messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
     """The conversation so far."""
-    tools: tuple[ToolDefinition, ...] = attrs.field(default=(), converter=tuple)
+    tools: tuple[ToolDefinition, ...] = attrs.field(default=(), converter=_tool_definitions)
     """Tools the model may call."""
     settings: ModelSettings = ModelSettings()
     """Request settings."""
@@ -119,7 +123,9 @@ class Model(Protocol):
         """Send one request and return the model's response."""
         ...
 
-    def stream(self, request: ModelRequest) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
+    def stream(
+        self, request: ModelRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
         """Send one request and stream the response.
 
         Use as ``async with model.stream(req) as events: async for event in events: ...``;
@@ -129,7 +135,7 @@ class Model(Protocol):
 
 
 def check_model(model: Any, *, argument: str = "model") -> Model:
-    """Raise a clear :class:`~trio_agents.InvalidArgumentError` unless ``model`` is a :class:`Model`."""
+    """Raise :class:`~trio_agents.InvalidArgumentError` unless ``model`` is a :class:`Model`."""
     from ._errors import InvalidArgumentError
 
     if not isinstance(model, Model):

@@ -45,7 +45,6 @@ from ._messages import AgentResult, ErrorInfo, Message, StopReason, Usage, UserM
 from ._supervision import (
     Backoff,
     Decision,
-    DefaultSupervisor,
     RestartHistory,
     RestartLimit,
     RestartStrategy,
@@ -286,7 +285,9 @@ class AgentOrchestrator:
     ) -> None:
         # Validate everything first, so that a bad call leaves the registry as it was.
         if not isinstance(name, str) or not name or "/" in name:
-            raise InvalidArgumentError(f"agent name must be a non-empty str without '/', got {name!r}")
+            raise InvalidArgumentError(
+                f"agent name must be a non-empty str without '/', got {name!r}"
+            )
         if name in self._entries:
             raise InvalidArgumentError(f"agent {name!r} is already registered")
         if not callable(factory):
@@ -304,7 +305,9 @@ class AgentOrchestrator:
             factory=factory,
             limit=limit,
             backoff=backoff if backoff is not None else self.default_backoff,
-            strategy=_check_strategy(strategy) if strategy is not None else RestartStrategy.ONE_FOR_ONE,
+            strategy=_check_strategy(strategy)
+            if strategy is not None
+            else RestartStrategy.ONE_FOR_ONE,
         )
         self._entries[name] = entry
         self._children[parent].append(name)
@@ -386,7 +389,9 @@ class AgentOrchestrator:
 def _check_strategy(strategy: object) -> RestartStrategy:
     if not isinstance(strategy, RestartStrategy):
         allowed = ", ".join(s.name for s in RestartStrategy)
-        raise InvalidArgumentError(f"strategy must be a RestartStrategy ({allowed}), got {strategy!r}")
+        raise InvalidArgumentError(
+            f"strategy must be a RestartStrategy ({allowed}), got {strategy!r}"
+        )
     return strategy
 
 
@@ -556,7 +561,7 @@ class PendingReply:
 
 
 class AgentHandle:
-    """How to reach a spawned agent; get one from :meth:`AgentSystem.spawn` or :meth:`AgentSystem.handle`."""
+    """How to reach a spawned agent (see :meth:`AgentSystem.spawn`, :meth:`AgentSystem.handle`)."""
 
     __slots__ = ("_cell", "_system")
 
@@ -623,7 +628,7 @@ class AgentHandle:
         return await request.wait()
 
     def send_message_nowait(self, text: str) -> PendingReply:
-        """Queue a user message without waiting; raises :exc:`trio.WouldBlock` if the queue is full."""
+        """Queue a user message without waiting; :exc:`trio.WouldBlock` if the queue is full."""
         return self.send_messages_nowait((UserMessage.text(text),))
 
     def send_messages_nowait(self, messages: Sequence[Message]) -> PendingReply:
@@ -668,7 +673,9 @@ class AgentHandle:
         return self.status
 
     def __repr__(self) -> str:
-        return f"<AgentHandle {self.path!r} {self._cell.status.value if self._cell.status else 'new'}>"
+        return (
+            f"<AgentHandle {self.path!r} {self._cell.status.value if self._cell.status else 'new'}>"
+        )
 
 
 class AgentSystem:
@@ -774,7 +781,9 @@ class AgentSystem:
             return AgentStopped(f"agent {cell.path!r} is closed")
         if not cell.done.is_set():
             return AgentStopped(f"agent {cell.path!r} is closing and takes no more requests")
-        return AgentStopped(f"agent {cell.path!r} has ended ({cell.status.value if cell.status else '?'})")
+        return AgentStopped(
+            f"agent {cell.path!r} has ended ({cell.status.value if cell.status else '?'})"
+        )
 
     async def _run_cell(self, cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
         """The task of one agent: incarnations, failures and the supervisor's decisions."""
@@ -867,7 +876,9 @@ class AgentSystem:
         if command is _Command.CANCEL:
             self._finalize(cell, AgentStatus.CANCELLED, AgentCancelled(reason=reason))
         elif command is _Command.STOP:
-            self._finalize(cell, AgentStatus.FAILED, AgentStopped(f"agent {cell.path!r} stopped: {reason}"))
+            self._finalize(
+                cell, AgentStatus.FAILED, AgentStopped(f"agent {cell.path!r} stopped: {reason}")
+            )
         else:
             cell.status = AgentStatus.RESTARTING
         return None
@@ -1038,8 +1049,10 @@ class AgentSystem:
             node.wanted = False
             if node.scope is not None and node_status is not AgentStatus.COMPLETED:
                 node.scope.cancel(reason=f"agent {node.path!r} ended")
-            reply_error = node_error if node_error is not None else AgentStopped(
-                f"agent {node.path!r} is closed"
+            reply_error = (
+                node_error
+                if node_error is not None
+                else AgentStopped(f"agent {node.path!r} is closed")
             )
             if node.current is not None:
                 self._reply(node, node.current, None, reply_error)
@@ -1083,6 +1096,8 @@ class AgentSystem:
 
 
 def _stopped(cell: _Cell, failure: BaseException) -> AgentStopped:
-    error = AgentStopped(f"agent {cell.path!r} was stopped after it failed: {type(failure).__name__}: {failure}")
+    error = AgentStopped(
+        f"agent {cell.path!r} was stopped after it failed: {type(failure).__name__}: {failure}"
+    )
     error.__cause__ = failure
     return error

@@ -60,7 +60,9 @@ class ScriptStep:
         if not isinstance(other, ScriptStep):
             return NotImplemented
         if self.error is not None or other.error is not None or self.hang or other.hang:
-            raise InvalidArgumentError("only content steps can be added with +, not fail() or hang()")
+            raise InvalidArgumentError(
+                "only content steps can be added with +, not fail() or hang()"
+            )
         return ScriptStep(
             content=self.content + other.content,
             delay=self.delay + other.delay,
@@ -77,7 +79,9 @@ def text(
     stop_reason: StopReason | None = None,
 ) -> ScriptStep:
     """A response with one text block."""
-    return ScriptStep(content=(TextBlock(value),), delay=delay, usage=usage, stop_reason=stop_reason)
+    return ScriptStep(
+        content=(TextBlock(value),), delay=delay, usage=usage, stop_reason=stop_reason
+    )
 
 
 def thinking(value: str, *, delay: float = 0.0) -> ScriptStep:
@@ -119,7 +123,7 @@ def hang() -> ScriptStep:
 
 
 ScriptItem: TypeAlias = ScriptStep | str | AssistantMessage | BaseException
-"""What a script may hold: steps, plain strings (text answers), whole messages, or exceptions to raise."""
+"""What a script may hold: steps, strings (text answers), messages, or exceptions to raise."""
 
 
 def _count_words(request: ModelRequest) -> int:
@@ -210,7 +214,11 @@ async def _stream_message(message: AssistantMessage) -> AsyncIterator[StreamEven
         elif isinstance(block, ThinkingBlock):
             yield ThinkingDelta(block.thinking)
         else:
-            raw = block.raw_arguments if block.raw_arguments is not None else json.dumps(block.arguments)
+            raw = (
+                block.raw_arguments
+                if block.raw_arguments is not None
+                else json.dumps(block.arguments)
+            )
             half = len(raw) // 2
             yield ToolCallDelta(index=index, id=block.id, name=block.name, arguments=raw[:half])
             yield ToolCallDelta(index=index, arguments=raw[half:])
