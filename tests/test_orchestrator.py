@@ -707,3 +707,27 @@ async def test_deep_chain_escalation_reaches_the_root_intact() -> None:
         err = err.__cause__
     assert depth_seen == depth
     assert isinstance(err, ModelOverloaded)
+
+
+async def test_cancel_during_backoff_ends_the_agent_without_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tree = Tree()
+    orch = AgentOrchestrator(
+        supervisor=DefaultSupervisor(),
+        backoff=Backoff(initial=10.0, jitter=False),
+    )
+    orch.add_agent("a", tree.factory("a"))
+    async with orch.open() as system:
+        handle = await system.spawn("a")
+        with pytest.raises(ModelOverloaded):
+            await handle.send_message("fail")
+        queued = handle.send_message_nowait("waiting for the restart")
+        await trio.sleep(1)
+        assert handle.status is AgentStatus.RESTARTING
+        handle.cancel("changed my mind")
+        assert await handle.wait_done() is AgentStatus.CANCELLED
+        with pytest.raises(AgentCancelled, match="changed my mind"):
+            await queued.wait()
+        await trio.sleep(20)
+    assert tree.built == ["a"]  # never rebuilt

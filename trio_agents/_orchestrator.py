@@ -787,15 +787,24 @@ class AgentSystem:
 
     async def _run_cell(self, cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
         """The task of one agent: incarnations, failures and the supervisor's decisions."""
-        started = False
+        # One scope for the task's whole life (incarnations and backoff waits), so that a
+        # stop or cancel ordered by the supervisor tree or the handle reaches it wherever it is.
+        scope = trio.CancelScope()
+        cell.scope = scope
+        cell.command = None
+        cell.exited = trio.Event()
+        first: trio.TaskStatus[None] | None = task_status
         try:
-            while True:
-                failure = await self._incarnation(cell, task_status if not started else None)
-                started = True
-                if failure is None:
-                    return
-                if not await self._supervise(cell, failure):
-                    return
+            with scope:
+                while True:
+                    failure = await self._incarnation(cell, first)
+                    first = None
+                    if failure is None:
+                        return
+                    if not await self._supervise(cell, failure):
+                        return
+            if scope.cancelled_caught:
+                self._on_command(cell)
         finally:
             if cell.status is AgentStatus.RUNNING and not cell.done.is_set():
                 # Torn down from outside (an ancestor's failure, restart or shutdown): its
@@ -809,12 +818,8 @@ class AgentSystem:
     ) -> BaseException | None:
         """Run one incarnation. Returns its failure, or ``None`` when the task should end."""
         cell.incarnation += 1
-        cell.command = None
-        cell.exited = trio.Event()
         cell.serving = trio.Event()
         failure: BaseException | None = None
-        scope = trio.CancelScope()
-        cell.scope = scope
         try:
             agent = cell.entry.factory()
             if not isinstance(agent, Agent):
@@ -833,44 +838,41 @@ class AgentSystem:
         if cell.interrupted is not None:
             (request, error), cell.interrupted = cell.interrupted, None
             self._reply(cell, request, None, error)
-        with scope:
-            try:
-                async with trio.open_nursery() as nursery:
-                    cell.nursery = nursery
-                    for child in list(cell.started_children):
-                        if child.wanted and not child.done.is_set():
-                            child.failure = None
-                            await nursery.start(self._run_cell, child)
-                    cell.status = AgentStatus.RUNNING
-                    cell.serving.set()
-                    self._emit(AgentSpawned, cell.path, incarnation=cell.incarnation)
-                    if task_status is not None:
-                        task_status.started()
-                    if cell.restart_after:
-                        younger, cell.restart_after = cell.restart_after, []
-                        await self._start_all(cell.parent, younger)
-                    failure = await self._serve(cell, agent)
-                    # The agent ended (failed, or its queue was closed): its children stop
-                    # first, youngest first.
-                    await self._stop_children(cell, graceful=failure is None)
-                    nursery.cancel_scope.cancel(reason=f"agent {cell.path!r} ended")
-            except BaseExceptionGroup as group:
-                flat = _flatten(group)
-                if isinstance(flat, trio.Cancelled):
-                    raise flat from None
-                failure = flat
-            finally:
-                cell.nursery = None
-                cell.agent = None
-        if scope.cancelled_caught and failure is None:
-            return self._on_command(cell)
+        try:
+            async with trio.open_nursery() as nursery:
+                cell.nursery = nursery
+                for child in list(cell.started_children):
+                    if child.wanted and not child.done.is_set():
+                        child.failure = None
+                        await nursery.start(self._run_cell, child)
+                cell.status = AgentStatus.RUNNING
+                cell.serving.set()
+                self._emit(AgentSpawned, cell.path, incarnation=cell.incarnation)
+                if task_status is not None:
+                    task_status.started()
+                if cell.restart_after:
+                    younger, cell.restart_after = cell.restart_after, []
+                    await self._start_all(cell.parent, younger)
+                failure = await self._serve(cell, agent)
+                # The agent ended (failed, or its queue was closed): its children stop
+                # first, youngest first.
+                await self._stop_children(cell, graceful=failure is None)
+                nursery.cancel_scope.cancel(reason=f"agent {cell.path!r} ended")
+        except BaseExceptionGroup as group:
+            flat = _flatten(group)
+            if isinstance(flat, trio.Cancelled):
+                raise flat from None
+            failure = flat
+        finally:
+            cell.nursery = None
+            cell.agent = None
         if failure is None:
             self._finalize(cell, AgentStatus.COMPLETED, None)
         return failure
 
-    def _on_command(self, cell: _Cell) -> BaseException | None:
+    def _on_command(self, cell: _Cell) -> None:
         if cell.done.is_set():
-            return None
+            return
         command = cell.command
         reason = cell.command_reason
         if command is _Command.CANCEL:
@@ -881,7 +883,6 @@ class AgentSystem:
             )
         else:
             cell.status = AgentStatus.RESTARTING
-        return None
 
     async def _serve(self, cell: _Cell, agent: Agent) -> BaseException | None:
         recv = cell.recv
