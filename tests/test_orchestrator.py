@@ -731,3 +731,23 @@ async def test_cancel_during_backoff_ends_the_agent_without_a_restart(
             await queued.wait()
         await trio.sleep(20)
     assert tree.built == ["a"]  # never rebuilt
+
+
+async def test_children_stop_youngest_first_when_their_parent_fails() -> None:
+    events: list[Event] = []
+    orch = orchestrator(supervisor=DefaultSupervisor(), event_sink=events.append)
+    orch.add_agent("p", Tree().factory("p"))
+    for name in ("c1", "c2", "c3"):
+        orch.add_child(name, "p", Tree().factory(name))
+    async with orch.open() as system:
+        p = await system.spawn("p")
+        for name in ("c1", "c3", "c2"):  # start order differs from registration order
+            await system.spawn(name)
+        with pytest.raises(ModelOverloaded):
+            await p.send_message("fail")
+        await trio.testing.wait_all_tasks_blocked()
+        suspended = [e.agent for e in events if e.kind == "agent_suspended"]
+        assert suspended == ["p/c2", "p/c3", "p/c1"]
+        # ... and they come back in start order with the restarted parent
+        spawned = [e.agent for e in events if e.kind == "agent_spawned"][4:]
+        assert spawned == ["p/c1", "p/c3", "p/c2", "p"]

@@ -162,6 +162,19 @@ class FailureEscalated(Event):
 
 
 @attrs.frozen(kw_only=True)
+class AgentSuspended(Event):
+    """An agent was stopped by its supervisor tree and waits to come back (or to be ended).
+
+    Happens to the siblings restarted with a failed agent, to the children of an agent that
+    failed or is restarting, and to the members of a subtree whose failure escalates.
+    """
+
+    kind: ClassVar[str] = "agent_suspended"
+    reason: str
+    """Why it was stopped."""
+
+
+@attrs.frozen(kw_only=True)
 class AgentEnded(Event):
     """An agent ended for good: completed, failed (stopped) or cancelled."""
 
@@ -810,6 +823,10 @@ class AgentSystem:
                 # Torn down from outside (an ancestor's failure, restart or shutdown): its
                 # fate is decided by that ancestor (come back, or be finalized).
                 cell.status = AgentStatus.RESTARTING
+                if not self._closing:
+                    self._emit(
+                        AgentSuspended, cell.path, reason="its supervisor tree was torn down"
+                    )
             cell.exited.set()
             cell.scope = None
 
@@ -883,6 +900,7 @@ class AgentSystem:
             )
         else:
             cell.status = AgentStatus.RESTARTING
+            self._emit(AgentSuspended, cell.path, reason=reason)
 
     async def _serve(self, cell: _Cell, agent: Agent) -> BaseException | None:
         recv = cell.recv
