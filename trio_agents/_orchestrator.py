@@ -824,9 +824,8 @@ class AgentSystem:
                 # fate is decided by that ancestor (come back, or be finalized).
                 cell.status = AgentStatus.RESTARTING
                 if not self._closing:
-                    self._emit(
-                        AgentSuspended, cell.path, reason="its supervisor tree was torn down"
-                    )
+                    reason = "its supervisor tree was torn down"
+                    self._emit(AgentSuspended, cell.path, reason=reason)
             cell.exited.set()
             cell.scope = None
 
