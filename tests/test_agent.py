@@ -399,3 +399,28 @@ async def test_usage_is_addable() -> None:
     assert total == Usage(requests=2, input_tokens=7, output_tokens=10)
     assert total.total_tokens == 17
     assert isinstance(AssistantMessage(content=()).usage, Usage)
+
+
+def test_agent_spec_round_trips_through_the_converter() -> None:
+    from trio_agents import dumps_json, loads_json
+
+    spec = AgentSpec(
+        name="researcher",
+        instructions="Find things.",
+        tools=("search", "fetch"),
+        model="openai:gpt-4o-mini",
+        max_turns=4,
+        limits=UsageLimits(requests=3, cost=0.25),
+        run_timeout=30.0,
+        metadata={"team": "blue", "weights": [1, 2.5, None]},
+    )
+    assert loads_json(dumps_json(spec), AgentSpec) == spec
+
+
+def test_agent_spec_validates_its_fields() -> None:
+    with pytest.raises(InvalidArgumentError, match="max_turns"):
+        AgentSpec(name="x", max_turns=0)
+    with pytest.raises(InvalidArgumentError, match="not a str"):
+        AgentSpec(name="x", tools="search")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="run_timeout"):
+        AgentSpec(name="x", run_timeout=0)
