@@ -876,7 +876,8 @@ class AgentSystem:
                 nursery.cancel_scope.cancel(reason=f"agent {cell.path!r} ended")
         except BaseExceptionGroup as group:
             flat = _flatten(group)
-            if isinstance(flat, trio.Cancelled):
+            if not isinstance(flat, Exception):
+                # Cancelled, KeyboardInterrupt, …: never a failure; it goes on up.
                 raise flat from None
             failure = flat
         finally:
@@ -932,6 +933,13 @@ class AgentSystem:
             except Exception as exc:
                 self._reply(cell, request, None, exc)
                 return exc
+            except BaseException as exc:
+                # KeyboardInterrupt, SystemExit, …: not a failure to supervise. The request
+                # is answered, and the exception goes on up untouched.
+                interrupted = AgentCancelled(reason=f"interrupted by {type(exc).__name__}")
+                interrupted.__cause__ = exc
+                self._reply(cell, request, None, interrupted)
+                raise
             finally:
                 cell.current = None
             cell.served += 1
