@@ -25,6 +25,7 @@ from trio_agents import (
     ModelOverloaded,
     RestartStrategy,
     RetryPolicy,
+    StopReason,
     SupervisorAction,
     TextBlock,
     UserMessage,
@@ -751,3 +752,29 @@ async def test_children_stop_youngest_first_when_their_parent_fails() -> None:
         # ... and they come back in start order with the restarted parent
         spawned = [e.agent for e in events if e.kind == "agent_spawned"][4:]
         assert spawned == ["p/c1", "p/c3", "p/c2", "p"]
+
+
+async def test_cancelled_requests_carry_the_partial_result_and_the_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    orch = orchestrator(supervisor=DefaultSupervisor())
+    orch.add_agent("a", Tree().factory("a"))
+    orch.add_agent("b", Tree().factory("b"))
+    async with orch.open() as system:
+        a = await system.spawn("a")
+        b = await system.spawn("b")
+        await a.send_message("warm up")
+        a_pending = a.send_message_nowait("hang")
+        b_pending = b.send_message_nowait("hang")
+        await trio.testing.wait_all_tasks_blocked()
+        a.cancel("operator said so")
+        with pytest.raises(AgentCancelled, match="operator said so") as info:
+            await a_pending.wait()
+        partial = info.value.result
+        assert partial is not None
+        assert partial.stop_reason is StopReason.ABORTED
+        assert partial.messages[0] == UserMessage.text("hang")
+        system.cancel("maintenance window")
+    with pytest.raises(AgentCancelled, match="maintenance window") as info:
+        await b_pending.wait()
+    assert info.value.result is not None

@@ -22,6 +22,7 @@ The rules are on the docs page "Supervision"; in short:
 
 from __future__ import annotations
 
+import copy
 import enum
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -383,9 +384,14 @@ class AgentOrchestrator:
                 system._root.nursery = nursery
                 try:
                     yield system
+                except BaseException:
+                    raise
+                else:
+                    if not system._closing:
+                        system._cancel_reason = "agent system closed"
                 finally:
                     system._closing = True
-                    nursery.cancel_scope.cancel(reason="agent system closed")
+                    nursery.cancel_scope.cancel(reason=system._cancel_reason)
         except BaseExceptionGroup as group:
             system._finalize_all()
             _raise_flat(group)
@@ -699,6 +705,7 @@ class AgentSystem:
         self._root = _Root(orchestrator.strategy)
         self._cells: dict[str, _Cell] = {}
         self._closing = False
+        self._cancel_reason = "cancelled from outside"
         self._sink = orchestrator.event_sink
 
     @property
@@ -746,6 +753,9 @@ class AgentSystem:
         cell.wanted = True
         cell.done = trio.Event()
         cell.failure = cell.end_error = cell.final_result = None
+        # A new spawn is a new life: its restart limit starts afresh (found by the
+        # supervision state machine, tests/test_supervision_machine.py).
+        cell.history = RestartHistory()
         if cell in parent.started_children:
             parent.started_children.remove(cell)
         parent.started_children.append(cell)
@@ -776,6 +786,7 @@ class AgentSystem:
     def cancel(self, reason: str = "agent system cancelled") -> None:
         """Cancel every agent (like leaving the block)."""
         self._closing = True
+        self._cancel_reason = reason
         assert self._root.nursery is not None
         self._root.nursery.cancel_scope.cancel(reason=reason)
 
@@ -960,12 +971,15 @@ class AgentSystem:
             self._emit(RequestReplied, cell.path, request=request.number, error=info)
 
     def _interrupted(self, cell: _Cell) -> AgentCancelled:
+        """The reply for a request whose run was cancelled, with the partial result."""
+        partial = cell.agent.last_result if cell.agent is not None else None
         node: _Cell | None = cell
         while node is not None:
             if node.command is not None:
-                return AgentCancelled(reason=node.command_reason or node.command.value)
+                reason = node.command_reason or node.command.value
+                return AgentCancelled(reason=reason, result=partial)
             node = node.parent
-        return AgentCancelled(reason="cancelled from outside")
+        return AgentCancelled(reason=self._cancel_reason, result=partial)
 
     async def _stop_children(self, cell: _Cell, *, graceful: bool) -> None:
         for child in reversed(cell.started_children):
@@ -1083,8 +1097,13 @@ class AgentSystem:
             if node.current is not None:
                 self._reply(node, node.current, None, reply_error)
             if node.interrupted is not None:
-                self._reply(node, node.interrupted[0], None, reply_error)
+                request, interrupted = node.interrupted
                 node.interrupted = None
+                # Same error as the queue gets, plus the partial result of the cut-off run.
+                own_error = copy.copy(reply_error)
+                if isinstance(own_error, AgentError):
+                    own_error.result = interrupted.result
+                self._reply(node, request, None, own_error)
             if node.recv is not None:
                 while True:
                     try:
@@ -1116,7 +1135,7 @@ class AgentSystem:
                 stack.append((child, child_status, child_error))
 
     def _finalize_all(self) -> None:
-        reason = "agent system closed"
+        reason = self._cancel_reason
         for cell in self._root.started_children:
             self._finalize(cell, AgentStatus.CANCELLED, AgentCancelled(reason=reason))
 
