@@ -1,0 +1,86 @@
+"""Command line: ``python -m trio_agents demo`` (also installed as ``trio-agents demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._demo import ModelFactory, run_demo, scripted_models
+
+_DESCRIPTION = """\
+trio_agents: systems of LLM agents on Trio, with the guarantees of structured concurrency.
+
+Commands:
+  demo    run the demo scenarios offline, on scripted models shipped in the package:
+          (1) an agent with two tools answers a question over several turns, recovering
+          from a throttled model call and from a tool error; (2) a supervision tree of
+          seven agents (lead -> 2 researchers -> 2 workers each) in which one worker fails
+          once, is restarted by its supervisor after a backoff, and answers; then the tree
+          closes gracefully and every agent's status and statistics are printed.
+"""
+
+
+def _prog() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "trio-agents" if name.startswith("trio-agents") else "python -m trio_agents"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(),
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run the offline demo scenarios (no network, deterministic)",
+        description="Run the demo scenarios on scripted models: no network, no API key. "
+        "The same --seed always prints the same output.",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the retry and backoff jitter (default: 0)",
+    )
+    demo.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the results (answers, usage, final statuses), "
+        "not the transcripts and lifecycle events",
+    )
+    return parser
+
+
+def _model_factory(args: argparse.Namespace) -> ModelFactory:
+    # The scripted models are the default (and, for now, the only choice); options that pick
+    # a real provider build their factory here.
+    return scripted_models()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        trio.run(
+            functools.partial(
+                run_demo,
+                _model_factory(args),
+                sys.stdout,
+                seed=args.seed,
+                verbose=not args.quiet,
+            )
+        )
+        return 0
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
+
+
+if __name__ == "__main__":
+    sys.exit(main())
