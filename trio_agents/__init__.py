@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from ._agent import Agent, AgentSpec, RetryPolicy
+from ._delegation import (
+    AgentRunner,
+    DelegatingExecutor,
+    DelegationFinished,
+    DelegationRecord,
+    DelegationStarted,
+    Delegator,
+    DelegatorResult,
+    FailurePolicy,
+    ModelRunner,
+)
 from ._errors import (
     AgentCancelled,
     AgentError,
@@ -14,6 +25,7 @@ from ._errors import (
     ChildFailed,
     ContentFiltered,
     ContextWindowExceeded,
+    DelegationFailed,
     DeserializationError,
     InvalidArgumentError,
     MaxTurnsExceeded,
@@ -43,6 +55,21 @@ from ._events import (
     ToolStarted,
     TurnFinished,
     TurnStarted,
+)
+from ._infra import (
+    EventLog,
+    KindFilter,
+    PolicyCheck,
+    PolicyDenied,
+    PolicyEngine,
+    RateLimitedModel,
+    RateLimiter,
+    RateLimiterStatistics,
+    SharedInfra,
+    Span,
+    StateStore,
+    StateTransition,
+    Subscription,
 )
 from ._limits import Budget, UsageLimits
 from ._messages import (
@@ -223,6 +250,20 @@ __all__ = [
     "SupervisorAction",
     "SupervisorPolicy",
     "decide",
+    # infrastructure (_infra)
+    "EventLog",
+    "KindFilter",
+    "PolicyCheck",
+    "PolicyDenied",
+    "PolicyEngine",
+    "RateLimitedModel",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "SharedInfra",
+    "Span",
+    "StateStore",
+    "StateTransition",
+    "Subscription",
     # orchestrator (_orchestrator)
     "AgentEnded",
     "AgentFactory",
@@ -240,4 +281,15 @@ __all__ = [
     "RequestReceived",
     "RequestReplied",
     "SupervisorDecided",
+    # delegation (_delegation)
+    "AgentRunner",
+    "DelegatingExecutor",
+    "DelegationFailed",
+    "DelegationFinished",
+    "DelegationRecord",
+    "DelegationStarted",
+    "Delegator",
+    "DelegatorResult",
+    "FailurePolicy",
+    "ModelRunner",
 ]

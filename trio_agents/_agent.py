@@ -409,7 +409,6 @@ class Agent:
         except AgentError as exc:
             error = exc
             stop_reason = StopReason.ERROR
-            exc.result = snapshot(stop_reason, exc)
             raise
         except trio.Cancelled:
             stop_reason = StopReason.ABORTED
@@ -428,10 +427,11 @@ class Agent:
                     stop_reason = StopReason.ERROR
             result = snapshot(stop_reason, error)
             self._last_result = result
+            if isinstance(error, AgentError):
+                error.result = result  # the same partial result as last_result
             if sink is not None:
                 self._emit(sink, RunFinished, run=run_number, result=result)
         if isinstance(error, RunTimeout):
-            error.result = result
             raise error
         return result
 

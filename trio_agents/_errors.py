@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from ._delegation import DelegationRecord
     from ._messages import AgentResult, ErrorInfo
 
 
@@ -163,6 +164,34 @@ class ChildFailed(AgentError):
         """The path of the agent where the failure started."""
         self.original: BaseException = original
         """The error that started it (the end of the ``__cause__`` chain)."""
+        self.__cause__ = cause
+
+
+class DelegationFailed(AgentError):
+    """A specialist failed under the ``fail_fast`` failure policy of a
+    :class:`~trio_agents.Delegator`, which fails the delegating agent's run.
+
+    The specialist's error is the ``__cause__`` (and :attr:`cause`).
+    """
+
+    def __init__(
+        self, specialist: str, cause: BaseException, *, result: AgentResult | None = None
+    ) -> None:
+        leaf = cause
+        # A failure inside a nursery arrives wrapped in a group of one: name the error itself.
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        super().__init__(
+            f"specialist {specialist!r} failed: {type(leaf).__name__}: {leaf}", result=result
+        )
+        self.specialist: str = specialist
+        """Name of the specialist that failed."""
+        self.cause: BaseException = cause
+        """The specialist's error."""
+        self.delegations: tuple[DelegationRecord, ...] = ()
+        """Every delegation of the run so far, as :meth:`Delegator.run
+        <trio_agents.Delegator.run>` would have returned them (set by it; siblings that
+        were cancelled say ``cancelled=True``)."""
         self.__cause__ = cause
 
 

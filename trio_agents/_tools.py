@@ -1432,4 +1432,4 @@ async def execute_tool_calls(
         collapsed = _collapse(group)
         if collapsed is group:
             raise
-        raise collapsed from None
+        raise collapsed from collapsed.__cause__
