@@ -8,6 +8,7 @@ import re
 
 import pytest
 import trio
+import trio.testing
 
 from trio_agents import InvalidArgumentError, Model, ModelRequest
 from trio_agents.__main__ import main
@@ -24,6 +25,52 @@ AGENTS = [
     "lead/research-b/worker-b2",
 ]
 FLAKY = "lead/research-b/worker-b1"
+
+
+TEAM = ["editor", "researcher", "analyst", "writer"]
+
+
+def section(out: str, number: int) -> str:
+    """The output of scenario ``number``."""
+    parts = re.split(r"^(?=== \d+\. )", out, flags=re.MULTILINE)
+    [found] = [part for part in parts if part.startswith(f"== {number}. ")]
+    return found
+
+
+def record_rows(out: str) -> list[list[str]]:
+    """The rows of the delegation records table: depth, specialist, ok, duration, requests,
+    tokens (the subtask is left out)."""
+    lines = out.splitlines()
+    start = lines.index("delegations (depth-first, in call order):") + 2
+    rows = []
+    for line in lines[start:]:
+        match = re.match(r"^  (\d+)\s+(\S+)\s+(yes|no)\s+(\d\.\d{3}) s\s+(\d+)\s+(\d+)  ", line)
+        if match is None:
+            break
+        rows.append(list(match.groups()))
+    return rows
+
+
+def tree_rows(out: str) -> list[tuple[str, int, str, int, str]]:
+    """The event tree: (name, depth, time window, number of events, kinds and counts)."""
+    lines = out.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("event tree ")) + 1
+    rows: list[tuple[str, int, str, int, str]] = []
+    for line in lines[start:]:
+        node = re.match(r"^  ( *)(\S+)\s+(t=\S+)?\s+(\d+) events$", line)
+        if node is not None:
+            indent, name, window, count = node.groups()
+            rows.append((name, len(indent) // 2, window or "", int(count), ""))
+        elif line.startswith("    ") and rows:
+            name, depth, window, count, kinds = rows[-1]
+            rows[-1] = (name, depth, window, count, f"{kinds} {line.strip()}".strip())
+        else:
+            break
+    return rows
+
+
+def kind_counts(kinds: str) -> dict[str, int]:
+    return {kind: int(n) for kind, n in re.findall(r"(\w+) (\d+)", kinds)}
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -121,6 +168,13 @@ def test_quiet_prints_only_the_results(capsys: pytest.CaptureFixture[str]) -> No
     assert any(line.startswith("answer: ") for line in out.splitlines())
     assert f"{FLAKY} answered after a restart" in out
     assert set(status_rows(out)) == set(AGENTS)
+    delegation = section(out, 3)
+    assert "editor ->" not in delegation  # the lead's transcript
+    assert "delegation timeline" not in delegation
+    for start in ("answer: ", "parallel: ", "denied: ", "recovered: ", "total usage: "):
+        assert any(line.startswith(start) for line in delegation.splitlines()), start
+    assert record_rows(delegation)
+    assert tree_rows(delegation)
 
 
 def test_help_and_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +209,15 @@ async def test_models_are_injectable() -> None:
     assert f"{FLAKY} answered after a restart" in text
     # one model per incarnation: the flaky worker's model was built twice
     assert built.count("worker-b1") == 2
-    assert sorted(set(built)) == sorted(["assistant", *(p.split("/")[-1] for p in AGENTS)])
+    assert sorted(set(built)) == sorted(["assistant", *(p.split("/")[-1] for p in AGENTS), *TEAM])
+    # Scenario 3 runs on any models: this lead answers at once, so nothing is delegated,
+    # and the scenario says so instead of failing.
+    delegation = section(text, 3)
+    assert "answer: editor says hi" in delegation
+    assert "parallel: no two delegations of one caller overlapped" in delegation
+    assert record_rows(delegation) == []
+    assert [row[0] for row in tree_rows(delegation)] == ["editor"]
+    assert built.count("editor") == 1  # one model per team member, shared by its runs
 
 
 async def test_scenarios_can_be_chosen_and_appended() -> None:
@@ -176,3 +238,114 @@ async def test_scenarios_can_be_chosen_and_appended() -> None:
 def test_scripted_models_name_the_missing_script() -> None:
     with pytest.raises(InvalidArgumentError, match="no script for agent name='nobody'"):
         scripted_models()("nobody")
+
+
+def test_demo_shows_parallel_delegation(capsys: pytest.CaptureFixture[str]) -> None:
+    out = section(run_main(capsys, "demo", "--seed", "1"), 3)
+    lines = out.splitlines()
+    assert lines[0] == "== 3. A lead delegating to specialists in parallel =="
+    # The lead's first turn asks for two specialists at once ...
+    assert any(
+        line.startswith('editor -> delegate(specialist="researcher"') and line.endswith("[call_1]")
+        for line in lines
+    )
+    assert any(
+        line.startswith('editor -> delegate(specialist="analyst"') and line.endswith("[call_2]")
+        for line in lines
+    )
+    # ... and the event log shows them running at the same time. On the demo's virtual clock
+    # the times are exact: the scripted researcher takes 3 x 0.02 s, the analyst 2 x 0.02 s,
+    # after the lead's first call of 0.01 s; one after the other they would end at 0.110.
+    assert (
+        "parallel: editor/researcher and editor/analyst both started (t=0.010, t=0.010) before "
+        "either finished (editor/analyst at t=0.050, editor/researcher at t=0.070)" in lines
+    )
+    assert "          0.060 s together, 0.100 s one after the other" in lines
+    timeline = lines[
+        lines.index("delegation timeline (events from the log; seconds on trio's clock):") + 1 :
+    ]
+    assert timeline[:4] == [
+        "  t=0.010  started   editor/researcher",
+        "  t=0.010  started   editor/analyst",
+        "  t=0.050  finished  editor/analyst",
+        "  t=0.070  finished  editor/researcher",
+    ]
+
+
+def test_demo_shows_the_denial_and_the_recovery(capsys: pytest.CaptureFixture[str]) -> None:
+    out = section(run_main(capsys, "demo", "--seed", "1"), 3)
+    lines = out.splitlines()
+    assert (
+        'denied: editor/researcher search(query="internal fleet dashboard bicycles") by '
+        "policy check 'no-internal-data'" in lines
+    )
+    # The writer fails once; the lead reads the error result and asks again.
+    assert (
+        "tool delegate [call_3] -> error: specialist 'writer' failed: ModelOverloaded: "
+        "the provider is overloaded (injected fault)" in lines
+    )
+    assert "editor: The writer could not answer; asking again." in lines
+    assert (
+        "recovered: editor/writer failed (ModelOverloaded: the provider is overloaded "
+        "(injected fault)); its caller read the error result and delegated again, which "
+        "succeeded" in lines
+    )
+    assert any(line.startswith("answer: Brief for the council: ") for line in lines)
+
+
+def test_demo_prints_the_records_the_tree_and_the_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = section(run_main(capsys, "demo", "--seed", "1"), 3)
+    rows = record_rows(out)
+    # depth, specialist, ok, duration, requests, tokens: depth-first, in call order
+    assert [row[:5] for row in rows] == [
+        ["1", "researcher", "yes", "0.060", "3"],
+        ["1", "analyst", "yes", "0.040", "2"],
+        ["1", "writer", "no", "0.000", "0"],
+        ["1", "writer", "yes", "0.080", "4"],  # its own 2 calls and the nested researcher's 2
+        ["2", "researcher", "yes", "0.040", "2"],
+    ]
+    tree = tree_rows(out)
+    assert [(name, depth, window) for name, depth, window, _, _ in tree] == [
+        ("editor", 0, "t=0.000-0.180"),
+        ("researcher", 1, "t=0.010-0.070"),
+        ("analyst", 1, "t=0.010-0.050"),
+        ("writer", 1, "t=0.080-0.170"),
+        ("researcher", 2, "t=0.110-0.150"),
+    ]
+    for _, _, _, count, kinds in tree:
+        assert sum(kind_counts(kinds).values()) == count
+    editor, researcher, _, writer, nested = (kind_counts(row[4]) for row in tree)
+    assert editor["model_requested"] == 4 and editor["tool_started"] == 4
+    assert researcher["policy_denied"] == 1
+    assert writer["delegation_started"] == writer["delegation_finished"] == 2
+    assert writer["run_started"] == 2 and writer["model_requested"] == 3  # one failed
+    assert nested["delegation_started"] == 1
+    # The total is the lead's requests plus the depth-1 records' (which include depth 2).
+    requests = 4 + sum(int(row[4]) for row in rows if row[0] == "1")
+    total = re.search(r"^total usage: (\d+) model requests, .* = (\d+) tokens$", out, re.M)
+    assert total is not None and int(total[1]) == requests == 13
+    budget = re.search(
+        r"^budget: (\d+) of 40 requests, (\d+) of 20000 tokens, 5 of 8 agents", out, re.M
+    )
+    assert budget is not None and (budget[1], budget[2]) == (total[1], total[2])
+    assert (
+        "rate limit: 14 model calls (1 failed) went through RateLimiter(max_concurrent=2), "
+        "at most 2 at once" in out.splitlines()
+    )
+
+
+async def test_delegation_scenario_is_deterministic(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Trio shuffles the order of runnable tasks, so the two parallel specialists log their
+    # events in either order; what the scenario prints must not depend on it.
+    [delegation] = [entry for entry in SCENARIOS if entry[0] == "delegation"]
+    outputs = set()
+    for _ in range(10):
+        out = io.StringIO()
+        await run_demo(None, out, seed=4, scenarios=[delegation])
+        outputs.add(out.getvalue())
+    assert len(outputs) == 1
+    assert "parallel: editor/researcher and editor/analyst" in outputs.pop()

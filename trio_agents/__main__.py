@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import trio
+import trio.testing
 
 from ._demo import ModelFactory, run_demo, scripted_models
 
@@ -21,7 +22,13 @@ Commands:
           from a throttled model call and from a tool error; (2) a supervision tree of
           seven agents (lead -> 2 researchers -> 2 workers each) in which one worker fails
           once, is restarted by its supervisor after a backoff, and answers; then the tree
-          closes gracefully and every agent's status and statistics are printed.
+          closes gracefully and every agent's status and statistics are printed; (3) a lead
+          delegating to three specialists, two of them in parallel, through the delegate
+          tool: a policy denies one tool call, one specialist fails once and the lead asks
+          again, the writer delegates once more; then the delegation records, the event
+          tree from the shared event log and the usage are printed.
+          The scripted models run on trio's virtual clock: their simulated latencies cost no
+          real time, and every time printed is exact.
 """
 
 
@@ -65,6 +72,13 @@ def _model_factory(args: argparse.Namespace) -> ModelFactory:
     return scripted_models()
 
 
+def _clock(args: argparse.Namespace) -> trio.abc.Clock | None:
+    # The scripted models run on a virtual clock: their simulated latencies, the retry and
+    # backoff delays take no real time, and the times scenario 3 prints are exact. A real
+    # provider needs the real clock (None), or its network waits would be skipped.
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     args = _parser().parse_args(argv)
@@ -76,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout,
                 seed=args.seed,
                 verbose=not args.quiet,
-            )
+            ),
+            clock=_clock(args),
         )
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
