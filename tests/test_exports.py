@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import trio_agents
+import trio_agents.models
 import trio_agents.testing
 import trio_agents.testing.strategies
 
@@ -24,7 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = ROOT / "trio_agents"
 DOCS_DIR = ROOT / "docs"
 
-PUBLIC_MODULES = [trio_agents, trio_agents.testing, trio_agents.testing.strategies]
+PUBLIC_MODULES = [
+    trio_agents,
+    trio_agents.models,
+    trio_agents.testing,
+    trio_agents.testing.strategies,
+]
 
 # ``.. autoclass:: Name``, ``.. py:type:: Name``, ``.. currentmodule:: trio_agents`` ...
 _DIRECTIVE = re.compile(
