@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import math
 import string
 import types
 from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, Sequence
@@ -25,6 +26,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'trio-agents[test]'"
     ) from exc
 
+from .._delegation import FailurePolicy
+from .._errors import InvalidArgumentError
 from .._events import Event
 from .._messages import (
     AgentResult,
@@ -58,6 +61,11 @@ from .._models import (
     ToolDefinition,
 )
 from .._serde import event_classes
+from .._supervision import RestartStrategy, SupervisorAction
+from ._driver import Command, Op
+from ._faults import Fault, FaultKind, FaultPlan
+from ._plans import DelegationPlan, DelegationStep
+from ._trees import AgentTree, TreeNode, Work, WorkItem
 
 T = TypeVar("T")
 
@@ -477,3 +485,327 @@ def from_type(tp: Any) -> SearchStrategy[Any]:
         if attrs.has(tp):
             return st.deferred(lambda: _builds_attrs(tp))
     return st.from_type(tp)
+
+
+# --------------------------------------------------------------------------- supervision trees
+
+
+# Weighted so that most failures are handled below the root (an escalation to the root ends
+# the system); the first value is what examples shrink to.
+_ACTIONS_ON_RETRYABLE = (SupervisorAction.RESTART,) * 6 + (
+    SupervisorAction.STOP,
+    SupervisorAction.ESCALATE,
+)
+_ACTIONS_ON_FATAL = (SupervisorAction.STOP,) * 4 + (
+    SupervisorAction.ESCALATE,
+    SupervisorAction.RESTART,
+)
+
+
+def restart_strategies() -> SearchStrategy[RestartStrategy]:
+    """Any :class:`~trio_agents.RestartStrategy`."""
+    return st.sampled_from(RestartStrategy)
+
+
+def tree_nodes(
+    name: str,
+    children: Sequence[TreeNode] = (),
+    *,
+    max_restarts: SearchStrategy[int] | None = None,
+    restart_windows: Sequence[float | None] = (None, None, 1.0, 2.0, 5.0, math.inf),
+    backoffs: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+) -> SearchStrategy[TreeNode]:
+    """:class:`~trio_agents.testing.TreeNode` values called ``name`` with these children and
+    drawn supervision settings.
+
+    Restarting retryable errors and stopping the others are the most likely choices; every
+    other action comes up too. Windows and backoffs are drawn from the given values (binary
+    fractions keep virtual-time arithmetic exact); the backoff never jitters.
+    """
+    return st.builds(
+        TreeNode,
+        name=st.just(name),
+        children=st.just(tuple(children)),
+        max_restarts=max_restarts if max_restarts is not None else st.sampled_from((2, 1, 3, 0)),
+        restart_window=st.sampled_from(tuple(restart_windows)),
+        backoff=st.sampled_from(tuple(backoffs)),
+        strategy=restart_strategies(),
+        on_retryable=st.sampled_from(_ACTIONS_ON_RETRYABLE),
+        on_fatal=st.sampled_from(_ACTIONS_ON_FATAL),
+    )
+
+
+def agent_trees(
+    *,
+    max_depth: int = 3,
+    max_children: int = 3,
+    max_agents: int = 7,
+    max_restarts: SearchStrategy[int] | None = None,
+    restart_windows: Sequence[float | None] = (None, None, 1.0, 2.0, 5.0, math.inf),
+    backoffs: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+) -> SearchStrategy[AgentTree]:
+    """Supervision trees (:class:`~trio_agents.testing.AgentTree`) of 1 to ``max_agents``
+    agents, at most ``max_depth`` levels deep with at most ``max_children`` children per
+    agent (and per root), with drawn restart limits, windows, backoffs, strategies and policies
+    (see :func:`tree_nodes`).
+
+    Agents are named by their position: ``"a"``, ``"b"`` at the top, ``"a1"``, ``"a2"``
+    under ``"a"``, ``"a1a"`` under ``"a1"``, and so on. Shrinks towards one agent.
+    """
+    for argument, value in (
+        ("max_depth", max_depth),
+        ("max_children", max_children),
+        ("max_agents", max_agents),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{argument} must be an int >= 1; got {value!r}")
+    node_options: dict[str, Any] = {
+        "max_restarts": max_restarts,
+        "restart_windows": restart_windows,
+        "backoffs": backoffs,
+    }
+
+    @st.composite
+    def build(draw: st.DrawFn) -> AgentTree:
+        budget = [max_agents]
+
+        def label(parent: str, index: int) -> str:
+            if not parent:
+                return string.ascii_lowercase[index]
+            if parent[-1].isdigit():
+                return parent + string.ascii_lowercase[index]
+            return f"{parent}{index + 1}"
+
+        def node(name: str, depth: int) -> TreeNode:
+            budget[0] -= 1
+            children: list[TreeNode] = []
+            if depth < max_depth and budget[0] > 0:
+                count = draw(st.integers(min_value=0, max_value=min(max_children, budget[0])))
+                for index in range(count):
+                    if budget[0] <= 0:
+                        break
+                    children.append(node(label(name, index), depth + 1))
+            return draw(tree_nodes(name, children, **node_options))
+
+        count = draw(st.integers(min_value=1, max_value=min(max_children, max_agents, 26)))
+        roots = []
+        for index in range(count):
+            if budget[0] <= 0:
+                break
+            roots.append(node(label("", index), 1))
+        return AgentTree(roots=tuple(roots), strategy=draw(restart_strategies()))
+
+    return build()
+
+
+# --------------------------------------------------------------------------- faults
+
+
+_MODEL_ONLY = frozenset({FaultKind.BAD_JSON, FaultKind.UNKNOWN_TOOL, FaultKind.WRONG_TYPES})
+
+
+def faults(
+    kinds: Sequence[FaultKind] | None = None,
+    *,
+    delays: Sequence[float] = (0.0, 0.5, 1.0, 5.0),
+    sizes: Sequence[int] = (1_000, 100_000),
+) -> SearchStrategy[Fault]:
+    """:class:`~trio_agents.testing.Fault` values of the given kinds (default: all).
+
+    ``delays`` are the latencies (and the waits before errors) to choose from; ``sizes`` the
+    oversize amounts. Pass ``kinds`` without the malformed-call kinds for tool faults, or use
+    :func:`tool_faults`.
+    """
+    chosen = tuple(kinds) if kinds is not None else tuple(FaultKind)
+    if not chosen:
+        raise InvalidArgumentError("kinds must name at least one FaultKind")
+    delay = st.sampled_from(tuple(delays))
+
+    def build(kind: FaultKind) -> SearchStrategy[Fault]:
+        if kind is FaultKind.THROTTLED:
+            return st.builds(
+                Fault.throttled,
+                retry_after=st.sampled_from((None, 0.5, 1.0, 10.0)),
+                delay=delay,
+            )
+        if kind is FaultKind.LATENCY:
+            return delay.filter(lambda d: d > 0).map(Fault.latency) | st.just(Fault.latency(1.0))
+        if kind is FaultKind.OVERSIZE:
+            return st.sampled_from(tuple(sizes)).map(Fault.oversize)
+        if kind is FaultKind.HANG:
+            return st.just(Fault.hang())
+        if kind in _MODEL_ONLY:
+            return st.just(Fault(kind=kind))
+        return st.builds(Fault, kind=st.just(kind), delay=delay)
+
+    return st.sampled_from(chosen).flatmap(build)
+
+
+def tool_faults(**options: Any) -> SearchStrategy[Fault]:
+    """:func:`faults` a tool can have (no malformed tool calls)."""
+    return faults([k for k in FaultKind if k not in _MODEL_ONLY], **options)
+
+
+def fault_plans(
+    fault: SearchStrategy[Fault] | None = None,
+    *,
+    max_index: int = 8,
+    max_scheduled: int = 3,
+    max_rate: float = 0.3,
+) -> SearchStrategy[FaultPlan]:
+    """:class:`~trio_agents.testing.FaultPlan` values: up to ``max_scheduled`` faults at call
+    indices below ``max_index``, and sometimes a fault with a probability up to ``max_rate``
+    and a seed. Shrinks towards the plan without faults.
+
+    :param fault: the faults to use (default: :func:`faults`).
+    """
+    some = fault if fault is not None else faults()
+    scheduled = st.dictionaries(
+        st.integers(min_value=0, max_value=max_index - 1), some, max_size=max_scheduled
+    )
+    rate = st.floats(min_value=0.0, max_value=max_rate, allow_nan=False)
+    rates = st.lists(st.tuples(some, rate), max_size=1)
+    return st.builds(
+        FaultPlan,
+        at=scheduled,
+        rates=rates,
+        seed=st.integers(min_value=0, max_value=2**32 - 1),
+    )
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def work_items(
+    agents: Sequence[str],
+    *,
+    works: Sequence[Work] = (Work.OK, Work.SLEEP, Work.HANG, Work.FAIL, Work.FATAL),
+    seconds: Sequence[float] = (0.5, 1.0, 3.0),
+) -> SearchStrategy[WorkItem]:
+    """:class:`~trio_agents.testing.WorkItem` values for the named agents."""
+    if not agents:
+        raise InvalidArgumentError("agents must name at least one agent")
+    return st.builds(
+        lambda agent, work, duration: WorkItem(
+            agent=agent, work=work, seconds=duration if work is Work.SLEEP else 0.0
+        ),
+        st.sampled_from(tuple(agents)),
+        st.sampled_from(tuple(works)),
+        st.sampled_from(tuple(seconds)),
+    )
+
+
+def workloads(
+    agents: Sequence[str] | AgentTree,
+    *,
+    max_size: int = 10,
+    **options: Any,
+) -> SearchStrategy[tuple[WorkItem, ...]]:
+    """Request workloads: tuples of up to ``max_size`` :func:`work_items` for the agents (or
+    every agent of a tree). Each item's :attr:`~trio_agents.testing.WorkItem.text` is the
+    request text a :class:`~trio_agents.testing.WorkModel` obeys."""
+    names = agents.names() if isinstance(agents, AgentTree) else list(agents)
+    return st.lists(work_items(names, **options), max_size=max_size).map(tuple)
+
+
+def commands(
+    tree: AgentTree,
+    *,
+    max_size: int = 20,
+    ticks: Sequence[float] = (0.5, 1.0, 2.0, 5.0),
+    sleeps: Sequence[float] = (0.5, 1.0, 3.0),
+) -> SearchStrategy[list[Command]]:
+    """Command lists for :func:`~trio_agents.testing.replay` on ``tree``: spawns, requests
+    (including failures, which may fire while other things happen), cancels, closes and ticks,
+    with request and close ids numbered from 1. The list starts by spawning every agent."""
+    names = tree.names()
+    agent = st.sampled_from(names)
+    step = st.one_of(
+        st.builds(lambda a: Command(op=Op.SPAWN, agent=a), agent),
+        st.builds(
+            lambda a, w, s: Command(
+                op=Op.SEND, agent=a, work=w, seconds=s if w is Work.SLEEP else 0.0
+            ),
+            agent,
+            st.sampled_from(tuple(Work)),
+            st.sampled_from(tuple(sleeps)),
+        ),
+        st.builds(lambda a: Command(op=Op.CANCEL, agent=a), agent),
+        st.builds(lambda a: Command(op=Op.CLOSE, agent=a), agent),
+        st.builds(lambda s: Command(op=Op.TICK, seconds=s), st.sampled_from(tuple(ticks))),
+    )
+
+    def number(steps: list[Command]) -> list[Command]:
+        out = [Command(op=Op.SPAWN, agent=name) for name in names]
+        for index, command in enumerate(steps, 1):
+            if command.op in (Op.SEND, Op.CLOSE):
+                command = attrs.evolve(command, id=index)
+            out.append(command)
+        return out
+
+    return st.lists(step, max_size=max_size).map(number)
+
+
+# --------------------------------------------------------------------------- delegation plans
+
+
+def delegation_plans(
+    specialists: Sequence[str] = ("researcher", "writer", "critic"),
+    *,
+    max_depth: int = 3,
+    max_calls: int = 3,
+    max_steps: int = 6,
+    failures: bool = True,
+    failure_policies: Sequence[FailurePolicy] = (FailurePolicy.ISOLATE,),
+) -> SearchStrategy[DelegationPlan]:
+    """:class:`~trio_agents.testing.DelegationPlan` values: which specialists the main agent
+    delegates to (up to ``max_calls`` per turn, in parallel), what they delegate in turn (up
+    to ``max_depth`` levels, never to a name already on their delegation path), and, with
+    ``failures``, which specialists fail. At most ``max_steps`` delegations in all; subtasks
+    are numbered ``"t1"``, ``"t2"``, …. Shrinks towards one delegation.
+    """
+    pool = tuple(specialists)
+    if not pool:
+        raise InvalidArgumentError("specialists must name at least one specialist")
+    for argument, value in (
+        ("max_depth", max_depth),
+        ("max_calls", max_calls),
+        ("max_steps", max_steps),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{argument} must be an int >= 1; got {value!r}")
+
+    @st.composite
+    def build(draw: st.DrawFn) -> DelegationPlan:
+        budget = [max_steps]
+        numbers = iter(range(1, max_steps + 1))
+
+        def calls(depth: int, on_path: tuple[str, ...], minimum: int) -> tuple[DelegationStep, ...]:
+            allowed = [name for name in pool if name not in on_path]
+            if depth > max_depth or not allowed or budget[0] <= 0:
+                return ()
+            count = draw(
+                st.integers(min_value=min(minimum, budget[0]), max_value=min(max_calls, budget[0]))
+            )
+            out: list[DelegationStep] = []
+            for _ in range(count):
+                if budget[0] <= 0:
+                    break
+                budget[0] -= 1
+                name = draw(st.sampled_from(allowed))
+                subtask = f"t{next(numbers)}"
+                below = calls(depth + 1, (*on_path, name), 0)
+                fails = draw(st.booleans()) if failures else False
+                out.append(
+                    DelegationStep(specialist=name, subtask=subtask, calls=below, fails=fails)
+                )
+            return tuple(out)
+
+        return DelegationPlan(
+            specialists=pool,
+            calls=calls(1, (), 1),
+            max_depth=max_depth,
+            failure_policy=draw(st.sampled_from(tuple(failure_policies))),
+        )
+
+    return build()

@@ -1,0 +1,298 @@
+"""The supervision state machine run on the project itself, its findings, and mutation checks.
+
+``TestSupervisionMachine`` drives live random trees with hypothesis and compares them with the
+reference model after every step (``trio_agents.testing.SupervisionMachine``). With the "ci"
+profile it runs 1000 examples of 30 steps; "thorough" runs 10000 (``HYPOTHESIS_PROFILE=thorough``).
+
+Each ``test_found_*`` test pins a fault the harness found while it was being built, replayed
+as the command list the machine shrank it to. The mutation checks break one supervision rule
+at a time and show that the machine notices.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+import trio_agents._orchestrator as orchestrator_module
+from trio_agents import AgentStatus, AgentStopped, RestartStrategy, SupervisorAction
+from trio_agents.testing import (
+    AgentTree,
+    Command,
+    Op,
+    SupervisionMachine,
+    SupervisionReference,
+    TreeNode,
+    Work,
+    check_event_log,
+    replay,
+)
+
+# --------------------------------------------------------------------------- the machine in CI
+
+_PROFILE = settings.default
+# Five times the profile's budget for "ci" (1000 examples, about 30 s on a 2-core machine) and
+# "thorough" (10000); the "dev" profile's 50 keep the local suite fast.
+_EXAMPLES = _PROFILE.max_examples * (5 if _PROFILE.max_examples >= 200 else 1)
+
+
+class TestSupervisionMachine(SupervisionMachine.TestCase):  # type: ignore[misc,name-defined]
+    settings = settings(
+        _PROFILE,
+        max_examples=_EXAMPLES,
+        stateful_step_count=30,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _run(tree: AgentTree, commands: list[Command], *, seed: int = 0) -> None:
+    """Replay ``commands`` live and through the reference model; they must agree after every
+    step, and the complete event log must pass every checker."""
+    trace = replay(tree, commands, seed=seed)
+    reference = SupervisionReference(tree)
+    for command, observed in zip(commands, trace.observations, strict=False):
+        if command.op is Op.SPAWN:
+            assert observed.spawn_error == reference.spawn(command.agent), command
+        elif command.op is Op.SEND:
+            reference.send(command.agent, command.id, command.work, command.seconds)
+        elif command.op is Op.CANCEL:
+            reference.cancel(command.agent)
+        elif command.op is Op.CLOSE:
+            reference.close(command.agent, command.id)
+        else:
+            reference.tick(command.seconds)
+        predicted = reference.snapshot()
+        assert observed.statuses == predicted.statuses, command
+        assert observed.incarnations == predicted.incarnations, command
+        assert observed.restarts == predicted.restarts, command
+        assert observed.outcomes == predicted.outcomes, command
+        assert observed.system_error == predicted.system_error, command
+    reference.shutdown()
+    final = trace.final
+    assert final.statuses == reference.snapshot().statuses
+    assert final.outcomes == reference.snapshot().outcomes
+    assert None not in final.outcomes.values()
+    paths = {name: tree.path_of(name) for name in tree.names()}
+    check_event_log(
+        trace.events,
+        complete=True,
+        limits={tree.path_of(n.name): n.limit for n in tree.nodes()},
+        statuses={paths[name]: status for name, status in final.statuses.items()},
+    )
+
+
+def spawn(name: str) -> Command:
+    return Command(op=Op.SPAWN, agent=name)
+
+
+def send(name: str, work: Work, id: int, seconds: float = 0.0) -> Command:
+    return Command(op=Op.SEND, agent=name, work=work, id=id, seconds=seconds)
+
+
+def cancel(name: str) -> Command:
+    return Command(op=Op.CANCEL, agent=name)
+
+
+def tick(seconds: float) -> Command:
+    return Command(op=Op.TICK, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def test_found_a_respawned_agent_kept_its_old_restart_history() -> None:
+    # Found by the machine: an agent that used up its restarts, was cancelled and spawned
+    # again escalated at its first failure, taking the whole system down, because the new
+    # life inherited the old restart count. A new spawn now starts a fresh history.
+    tree = AgentTree(roots=(TreeNode(name="a"), TreeNode(name="b", max_restarts=2)))
+    commands = [
+        spawn("b"),
+        send("b", Work.FAIL, 1),
+        send("b", Work.FAIL, 2),
+        cancel("b"),
+        spawn("b"),
+        send("b", Work.FAIL, 3),  # the first failure of the new life: restarted
+        send("b", Work.OK, 4),
+    ]
+    _run(tree, commands)
+    final = replay(tree, commands).final
+    assert final.system_error is None
+    assert final.outcomes[4] == "ok"
+    assert final.restarts["b"] == 3
+
+
+def test_found_cancel_during_backoff_stranded_the_siblings_of_a_restart() -> None:
+    # Found by the machine (thorough profile): under ONE_FOR_ALL, a failed agent's siblings
+    # are stopped to restart together with it after its backoff. Cancelling the failed agent
+    # during the backoff called the restart off, and the siblings stayed "restarting" for
+    # good: requests to them never got a reply. They now come back at once.
+    tree = AgentTree(
+        roots=(
+            TreeNode(
+                name="p",
+                strategy=RestartStrategy.ONE_FOR_ALL,
+                children=(TreeNode(name="a", backoff=1.0), TreeNode(name="b")),
+            ),
+        )
+    )
+    commands = [
+        spawn("p"),
+        spawn("a"),
+        spawn("b"),
+        send("b", Work.HANG, 1),
+        send("a", Work.FAIL, 2),
+        send("b", Work.OK, 3),  # queued while b waits for a's restart
+        cancel("a"),
+        tick(2.0),
+    ]
+    _run(tree, commands)
+    final = replay(tree, commands).final
+    assert final.outcomes[1] == "AgentCancelled"  # b's request in flight when it stopped
+    assert final.outcomes[3] == "ok"
+    assert final.incarnations["b"] == 2
+
+
+def test_found_a_called_off_restart_was_remembered_by_the_next_incarnation() -> None:
+    # Found by the machine (thorough profile) in the first fix of the fault above: when the
+    # backoff was cut short by the parent's own failure rather than by the handle, the list of
+    # siblings waiting for the restart was kept, and cancelling the agent later, after its
+    # parent had brought it back, restarted a sibling that had nothing to do with it.
+    tree = AgentTree(
+        roots=(
+            TreeNode(
+                name="p",
+                strategy=RestartStrategy.ONE_FOR_ALL,
+                children=(TreeNode(name="a", backoff=0.5), TreeNode(name="b")),
+            ),
+        )
+    )
+    commands = [
+        spawn("p"),
+        spawn("a"),
+        spawn("b"),
+        send("a", Work.FAIL, 1),  # a waits 0.5 s; b is stopped to restart with it
+        send("p", Work.FAIL, 2),  # p restarts at once and brings a and b back
+        cancel("a"),  # must not touch b
+    ]
+    _run(tree, commands)
+    final = replay(tree, commands).final
+    assert final.incarnations["b"] == 2
+
+
+# --------------------------------------------------------------------------- mutation checks
+
+
+class _SmallTree(SupervisionMachine):
+    """A tree where every rule matters soon: low limits, a strategy that restarts siblings."""
+
+    tree = AgentTree(
+        roots=(
+            TreeNode(
+                name="p",
+                max_restarts=1,
+                strategy=RestartStrategy.ONE_FOR_ALL,
+                children=(TreeNode(name="a", max_restarts=1), TreeNode(name="b")),
+            ),
+            TreeNode(name="q", max_restarts=1, on_fatal=SupervisorAction.ESCALATE),
+        )
+    )
+    check_replay = False
+
+
+def _machine_fails() -> str:
+    """Run the machine with a fixed budget and return the failure message (it must fail)."""
+    with pytest.raises(AssertionError) as info:
+        run_state_machine_as_test(
+            _SmallTree,
+            settings=settings(
+                max_examples=300,
+                stateful_step_count=30,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    return str(info.value)
+
+
+def test_mutation_no_reply_on_stop_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break rule "every request gets a reply": a STOP no longer answers waiting requests."""
+    original = orchestrator_module.AgentSystem._reply
+
+    def reply(self, cell, request, result, error):  # type: ignore[no-untyped-def]
+        if isinstance(error, AgentStopped):
+            return  # the mutation: requests of a stopped agent are dropped
+        original(self, cell, request, result, error)
+
+    monkeypatch.setattr(orchestrator_module.AgentSystem, "_reply", reply)
+    message = _machine_fails()
+    assert "AgentStopped" in message or "never got their outcome" in message
+
+
+def test_mutation_one_restart_too_many_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break the restart limit: every agent gets one restart more than configured."""
+    original = orchestrator_module.decide
+
+    def decide(**kwargs):  # type: ignore[no-untyped-def]
+        limit = kwargs["limit"]
+        kwargs["limit"] = type(limit)(max_restarts=limit.max_restarts + 1, window=limit.window)
+        return original(**kwargs)
+
+    monkeypatch.setattr(orchestrator_module, "decide", decide)
+    message = _machine_fails()
+    assert "restart" in message
+
+
+def test_mutation_stop_leaves_children_running_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Break "stopping an agent stops its subtree": the children of a stopped agent are
+    forgotten instead of ended."""
+    original = orchestrator_module.AgentSystem._finalize
+
+    def finalize(self, cell, status, error):  # type: ignore[no-untyped-def]
+        if status is AgentStatus.FAILED and cell.failure is None:
+            children, cell.started_children = cell.started_children, []
+            try:
+                original(self, cell, status, error)
+            finally:
+                cell.started_children = children
+            return
+        original(self, cell, status, error)
+
+    monkeypatch.setattr(orchestrator_module.AgentSystem, "_finalize", finalize)
+    _machine_fails()
+
+
+def test_mutation_policy_ignored_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break the policy: every failure is restarted, whatever the supervisor asked."""
+    original = orchestrator_module.decide
+
+    def decide(**kwargs):  # type: ignore[no-untyped-def]
+        kwargs["requested"] = SupervisorAction.RESTART
+        return original(**kwargs)
+
+    monkeypatch.setattr(orchestrator_module, "decide", decide)
+    _machine_fails()
+
+
+def test_the_harness_passes_without_a_mutation() -> None:
+    # The control for the mutation checks: the same budget, nothing broken, no failure.
+    run_state_machine_as_test(
+        _SmallTree,
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=30,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
