@@ -778,3 +778,33 @@ async def test_cancelled_requests_carry_the_partial_result_and_the_reason(
     with pytest.raises(AgentCancelled, match="maintenance window") as info:
         await b_pending.wait()
     assert info.value.result is not None
+
+
+async def test_a_tree_wide_budget_limits_spawns_and_restarts_and_model_calls() -> None:
+    from trio_agents import Budget, BudgetExhausted, UsageLimits
+
+    budget = Budget(UsageLimits(agents=3, requests=10))
+    orch = orchestrator(supervisor=DefaultSupervisor(), budget=budget)
+    for name in ("a", "b", "c"):
+        orch.add_agent(name, Tree().factory(name))
+    async with orch.open() as system:
+        a = await system.spawn("a")
+        await system.spawn("b")
+        await a.send_message("one")
+        assert budget.usage.requests == 1  # the agents' model calls are charged to it
+        assert budget.agents_started == 2
+        with pytest.raises(ModelOverloaded):  # the restart is the third incarnation
+            await a.send_message("fail")
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.agents_started == 3
+        with pytest.raises(BudgetExhausted, match="agent budget exhausted"):
+            await system.spawn("c")
+        queued = a.send_message_nowait("fail")
+        with pytest.raises(ModelOverloaded):
+            await queued.wait()
+        # no budget for another incarnation: the restart fails with BudgetExhausted, which
+        # is not retryable, so the default policy stops the agent
+        assert await a.wait_done() is AgentStatus.FAILED
+        with pytest.raises(AgentStopped) as info:
+            await a.send_message("late")
+        assert isinstance(info.value.__cause__, BudgetExhausted)

@@ -250,8 +250,11 @@ class Agent:
         self.policy = policy
         self.event_sink = event_sink
         self.stream = stream
-        self._limiter = trio.CapacityLimiter(max_tool_concurrency)
-        self._rng = rng if rng is not None else random.Random()
+        self._max_tool_concurrency = max_tool_concurrency
+        self._limiter: trio.CapacityLimiter | None = None  # made at the first tool call
+        # Made at the first retry when not given: a Random costs ~9 µs (seeded from
+        # os.urandom) and 2.5 KB, which every spawn, restart and delegation would pay.
+        self._rng: random.Random | None = rng
         self._history: list[Message] = []
         self._usage = Usage()
         self._runs = 0
@@ -431,8 +434,15 @@ class Agent:
                 error.result = result  # the same partial result as last_result
             if sink is not None:
                 self._emit(sink, RunFinished, run=run_number, result=result)
-        if isinstance(error, RunTimeout):
-            raise error
+            timed_out = error if isinstance(error, RunTimeout) else None
+            # A raised error's traceback holds this frame: keeping it here too would make a
+            # cycle that keeps the whole run (and the agent) alive until a full collection.
+            error = None
+        if timed_out is not None:
+            try:
+                raise timed_out
+            finally:
+                timed_out = None
         return result
 
     async def _call_model(self, sink: EventSink | None) -> AssistantMessage:
@@ -451,6 +461,8 @@ class Agent:
             except AgentError as exc:
                 if not exc.retryable or attempt >= self.retry.max_attempts:
                     raise
+                if self._rng is None:
+                    self._rng = random.Random()
                 delay = self.retry.delay(attempt, exc, self._rng)
                 if sink is not None:
                     self._emit(sink, RetryScheduled, attempt=attempt, delay=delay, error=exc.info())
@@ -486,6 +498,13 @@ class Agent:
             raise NetworkError("the model's stream ended without a complete message")
         return final
 
+    def _tool_limiter(self) -> trio.CapacityLimiter:
+        # Made on first use: ~0.6 KB and ~1 µs that an agent which never calls a tool (and
+        # every spawn and restart) would pay.
+        if self._limiter is None:
+            self._limiter = trio.CapacityLimiter(self._max_tool_concurrency)
+        return self._limiter
+
     async def _run_tools(self, calls: tuple[ToolCallBlock, ...]) -> None:
         done = False
         try:
@@ -495,7 +514,7 @@ class Agent:
                 agent=self.path,
                 deps=self.deps,
                 infra=self.infra,
-                limiter=self._limiter,
+                limiter=self._tool_limiter(),
                 policy=self.policy,
                 event_sink=self.event_sink,
             )

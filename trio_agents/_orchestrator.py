@@ -42,6 +42,7 @@ from ._errors import (
     UsageError,
 )
 from ._events import Event, EventSink
+from ._limits import Budget
 from ._messages import AgentResult, ErrorInfo, Message, StopReason, Usage, UserMessage
 from ._supervision import (
     Backoff,
@@ -213,6 +214,9 @@ class AgentOrchestrator:
     :param event_sink: receives every lifecycle event (and agents' events when their own
         ``event_sink`` is unset).
     :param rng: source of backoff jitter (seed it for reproducible runs).
+    :param budget: a budget shared by the whole tree: every incarnation (spawn and restart)
+        is checked against and charged to its ``agents`` limit, and agents built without a
+        budget of their own get it for their model calls.
     """
 
     def __init__(
@@ -226,6 +230,7 @@ class AgentOrchestrator:
         strategy: RestartStrategy = RestartStrategy.ONE_FOR_ONE,
         event_sink: EventSink | None = None,
         rng: random.Random | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if supervisor is not None and not isinstance(supervisor, SupervisorPolicy):
             raise InvalidArgumentError(
@@ -245,6 +250,7 @@ class AgentOrchestrator:
         self.strategy = _check_strategy(strategy)
         self.event_sink = event_sink
         self.rng = rng if rng is not None else random.Random()
+        self.budget = budget
         self._entries: dict[str, _Entry] = {}
         self._children: dict[str | None, list[str]] = {None: []}
 
@@ -469,8 +475,15 @@ class _Request:
 
     async def wait(self) -> AgentResult:
         await self.event.wait()
-        if self.error is not None:
-            raise self.error
+        error = self.error
+        if error is not None:
+            try:
+                raise error
+            finally:
+                # The traceback holds this frame: without these references no cycle keeps
+                # the failed agent's frames alive until a full garbage collection (the
+                # idiom of outcome's Error.unwrap). Callers' frames do the same.
+                del error, self
         assert self.result is not None
         return self.result
 
@@ -517,6 +530,8 @@ class _Cell:
         # gets if it comes back.
         self.interrupted: tuple[_Request, AgentCancelled] | None = None
         self.restart_after: list[_Cell] = []  # younger siblings to start once this one serves
+        # Siblings stopped to restart with this agent, while it waits out its backoff.
+        self.restart_siblings: list[_Cell] = []
 
     @property
     def running(self) -> bool:
@@ -576,7 +591,10 @@ class PendingReply:
 
     async def wait(self) -> AgentResult:
         """Wait for the reply: the result, or the agent's error raised."""
-        return await self._request.wait()
+        try:
+            return await self._request.wait()
+        finally:
+            del self  # no reference cycle through the error's traceback (see _Request.wait)
 
 
 class AgentHandle:
@@ -643,8 +661,12 @@ class AgentHandle:
         try:
             await send.send(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise self._system._closed_error(self._cell) from None
-        return await request.wait()
+            error = self._system._closed_error(self._cell)
+            raise error from error.__cause__
+        try:
+            return await request.wait()
+        finally:
+            del request  # no reference cycle through the error's traceback (see _Request.wait)
 
     def send_message_nowait(self, text: str) -> PendingReply:
         """Queue a user message without waiting; :exc:`trio.WouldBlock` if the queue is full."""
@@ -658,7 +680,8 @@ class AgentHandle:
         try:
             send.send_nowait(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise self._system._closed_error(self._cell) from None
+            error = self._system._closed_error(self._cell)
+            raise error from error.__cause__
         return PendingReply(request)
 
     async def aclose(self) -> AgentResult:
@@ -671,7 +694,8 @@ class AgentHandle:
         if cell.status is AgentStatus.COMPLETED:
             assert cell.final_result is not None
             return cell.final_result
-        raise self._system._closed_error(cell)
+        error = self._system._closed_error(cell)
+        raise error from error.__cause__
 
     def cancel(self, reason: str = "cancelled by its handle") -> None:
         """Cancel the agent and its subtree from outside (not a failure; never restarted)."""
@@ -749,6 +773,9 @@ class AgentSystem:
                 f"(status: {parent.status.value if parent.status else 'never spawned'}); "
                 "spawn the parent first"
             )
+        # Never spawned (nor being spawned): not in the parent's list, so skip the O(n) scan
+        # below (it made spawning N siblings quadratic).
+        fresh = cell.status is None and not cell.wanted
         self._open_channel(cell)
         cell.wanted = True
         cell.done = trio.Event()
@@ -756,7 +783,7 @@ class AgentSystem:
         # A new spawn is a new life: its restart limit starts afresh (found by the
         # supervision state machine, tests/test_supervision_machine.py).
         cell.history = RestartHistory()
-        if cell in parent.started_children:
+        if not fresh and cell in parent.started_children:
             parent.started_children.remove(cell)
         parent.started_children.append(cell)
         try:
@@ -827,9 +854,22 @@ class AgentSystem:
                         return
                     if not await self._supervise(cell, failure):
                         return
+                    # Its traceback holds the failed incarnation (agent, history): let it go
+                    # now rather than when the next incarnation ends.
+                    del failure
             if scope.cancelled_caught:
                 self._on_command(cell)
+                called_off, cell.restart_siblings = cell.restart_siblings, []
+                if called_off and _cancelled_by_its_handle(cell):
+                    # Cancelled during its backoff: the restart is called off, and the
+                    # siblings stopped only to restart with it come back now (else they would
+                    # stay "restarting" and their requests wait forever). Found by the
+                    # supervision state machine (tests/test_supervision_machine.py).
+                    await self._start_all(cell.parent, called_off)
         finally:
+            # However the task ends (its parent's failure may cut the backoff short too), a
+            # restart it was waiting for is over: the next incarnation must not remember it.
+            cell.restart_siblings = []
             if cell.status is AgentStatus.RUNNING and not cell.done.is_set():
                 # Torn down from outside (an ancestor's failure, restart or shutdown): its
                 # fate is decided by that ancestor (come back, or be finalized).
@@ -847,7 +887,10 @@ class AgentSystem:
         cell.incarnation += 1
         cell.serving = trio.Event()
         failure: BaseException | None = None
+        budget = self._orchestrator.budget
         try:
+            if budget is not None:
+                budget.check_spawn()  # BudgetExhausted: not retryable
             agent = cell.entry.factory()
             if not isinstance(agent, Agent):
                 raise InvalidArgumentError(
@@ -858,6 +901,10 @@ class AgentSystem:
                 cell.wanted = False
                 raise  # a broken factory at spawn time is the caller's error
             return exc
+        if budget is not None:
+            budget.charge_spawn()
+            if agent.budget is None:
+                agent.budget = budget
         agent.path = cell.path
         if agent.event_sink is None:
             agent.event_sink = self._sink
@@ -943,6 +990,9 @@ class AgentSystem:
                 raise
             except Exception as exc:
                 self._reply(cell, request, None, exc)
+                # The traceback holds this frame: drop the request (which holds the error) so
+                # that no cycle keeps the failed incarnation alive until a full collection.
+                del request
                 return exc
             except BaseException as exc:
                 # KeyboardInterrupt, SystemExit, …: not a failure to supervise. The request
@@ -1039,8 +1089,11 @@ class AgentSystem:
                 if sibling.scope is not None:
                     sibling.scope.cancel(reason=sibling.command_reason)
                 await sibling.exited.wait()
+            order = parent.started_children
+            cell.restart_siblings = sorted(affected, key=order.index)
             if decision.delay > 0:
                 await trio.sleep(decision.delay)
+            cell.restart_siblings = []
             cell.restarts += 1
             self._emit(
                 AgentRestarted, cell.path, incarnation=cell.incarnation + 1, restarts=cell.restarts
@@ -1138,6 +1191,10 @@ class AgentSystem:
         reason = self._cancel_reason
         for cell in self._root.started_children:
             self._finalize(cell, AgentStatus.CANCELLED, AgentCancelled(reason=reason))
+
+
+def _cancelled_by_its_handle(cell: _Cell) -> bool:
+    return cell.command is _Command.CANCEL
 
 
 def _stopped(cell: _Cell, failure: BaseException) -> AgentStopped:
