@@ -349,3 +349,26 @@ async def test_delegation_scenario_is_deterministic(
         outputs.add(out.getvalue())
     assert len(outputs) == 1
     assert "parallel: editor/researcher and editor/analyst" in outputs.pop()
+
+
+def test_model_options_are_checked_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--base-url", "http://127.0.0.1:1/v1"])
+    assert info.value.code == 2
+    assert "--base-url needs --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--model", "openia:gpt-4o-mini"])
+    assert info.value.code == 2
+    assert "unknown provider 'openia'" in capsys.readouterr().err
+
+
+def test_a_real_model_that_cannot_be_reached_fails_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--quiet", "--model", "openai:any", "--base-url", "http://127.0.0.1:1/v1"])
+    assert info.value.code == 1
+    assert "the model failed: NetworkError" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from ._demo import ModelFactory, run_demo, scripted_models
+from ._errors import AgentError, InvalidArgumentError
 
 _DESCRIPTION = """\
 trio_agents: systems of LLM agents on Trio, with the guarantees of structured concurrency.
@@ -29,6 +30,9 @@ Commands:
           tree from the shared event log and the usage are printed.
           The scripted models run on trio's virtual clock: their simulated latencies cost no
           real time, and every time printed is exact.
+          With --model (and --base-url for an OpenAI-compatible server), every agent of the
+          same scenarios calls that real model instead, on the real clock; the faults the
+          demo injects (a throttled call, a failing worker) are still injected around it.
 """
 
 
@@ -63,38 +67,72 @@ def _parser() -> argparse.ArgumentParser:
         help="print only the results (answers, usage, final statuses), "
         "not the transcripts and lifecycle events",
     )
+    demo.add_argument(
+        "--model",
+        metavar="ID",
+        help="run every agent on a real model instead of the scripted ones, e.g. "
+        "openai:gpt-4o-mini or anthropic:claude-3-5-haiku-latest (needs the extra: "
+        "pip install 'trio-agents[openai]' or '[anthropic]')",
+    )
+    demo.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the server of --model, for OpenAI-compatible servers (vLLM, llama.cpp, "
+        "Ollama, ...), e.g. http://127.0.0.1:8080/v1",
+    )
     return parser
 
 
 def _model_factory(args: argparse.Namespace) -> ModelFactory:
-    # The scripted models are the default (and, for now, the only choice); options that pick
-    # a real provider build their factory here.
-    return scripted_models()
+    # The scripted models are the default; --model puts one real model behind every agent.
+    if args.model is None:
+        if args.base_url is not None:
+            raise InvalidArgumentError("--base-url needs --model (e.g. --model openai:NAME)")
+        return scripted_models()
+    from .models import resolve_model
+
+    model = resolve_model(args.model, base_url=args.base_url)
+    return lambda name: model
 
 
 def _clock(args: argparse.Namespace) -> trio.abc.Clock | None:
     # The scripted models run on a virtual clock: their simulated latencies, the retry and
     # backoff delays take no real time, and the times scenario 3 prints are exact. A real
     # provider needs the real clock (None), or its network waits would be skipped.
+    if args.model is not None:
+        return None
     return trio.testing.MockClock(autojump_threshold=0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "demo":
-        trio.run(
-            functools.partial(
-                run_demo,
-                _model_factory(args),
-                sys.stdout,
-                seed=args.seed,
-                verbose=not args.quiet,
-            ),
-            clock=_clock(args),
-        )
+        try:
+            factory = _model_factory(args)
+        except (InvalidArgumentError, ImportError) as exc:
+            parser.exit(2, f"{parser.prog} demo: error: {exc}\n")
+        try:
+            _run(args, factory)
+        except AgentError as exc:
+            # A real model can fail for real (no server, bad key): say so in one line.
+            parser.exit(1, f"{parser.prog} demo: the model failed: {type(exc).__name__}: {exc}\n")
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
+
+
+def _run(args: argparse.Namespace, factory: ModelFactory) -> None:
+    trio.run(
+        functools.partial(
+            run_demo,
+            factory,
+            sys.stdout,
+            seed=args.seed,
+            verbose=not args.quiet,
+        ),
+        clock=_clock(args),
+    )
 
 
 if __name__ == "__main__":
