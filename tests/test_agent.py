@@ -424,3 +424,33 @@ def test_agent_spec_validates_its_fields() -> None:
         AgentSpec(name="x", tools="search")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="run_timeout"):
         AgentSpec(name="x", run_timeout=0)
+
+
+async def test_cost_is_unknown_and_says_so_without_prices() -> None:
+    result = await Agent(ScriptedModel(["hi"], model_id="scripted")).run("x")
+    assert result.cost.total == 0.0
+    assert result.unpriced_models == ("scripted",)
+
+
+async def test_cost_from_a_price_table_and_a_cost_budget() -> None:
+    from trio_agents.models import PriceTable
+
+    prices = PriceTable({"scripted": {"input": 1.0, "output": 2.0}})  # USD per million
+    usage = Usage(requests=1, input_tokens=500_000, output_tokens=250_000)
+    model = ScriptedModel(
+        [text("a", usage=usage), text("b", usage=usage), text("c", usage=usage)],
+        model_id="scripted",
+    )
+    agent = Agent(model, prices=prices, limits=None)
+    result = await agent.run("x")
+    assert result.unpriced_models == ()
+    assert result.cost.total == pytest.approx(1.0)  # 0.5 M x $1 + 0.25 M x $2
+    # a shared budget with a cost limit stops the next model call once it is spent
+    from trio_agents import Budget
+
+    budget = Budget(UsageLimits(cost=1.0))
+    agent = Agent(model, prices=prices, budget=budget)
+    await agent.run("y")
+    with pytest.raises(BudgetExhausted, match="cost"):
+        await agent.run("z")
+    assert budget.cost.total == pytest.approx(1.0)

@@ -280,6 +280,7 @@ def test_result_wire_format() -> None:
         },
         "transfer": {"target": "billing", "message": "over to you"},
         "duration": 1.25,
+        "unpriced_models": [],
     }
     assert dump(StopReason.TRANSFER) == "transfer"
 

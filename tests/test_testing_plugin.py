@@ -33,6 +33,8 @@ async def test_orchestrator_on_the_virtual_clock(agent_orchestrator, agent_event
         assert (await handle.send_message("go")).final_text == "done"
     assert handle.status is AgentStatus.CANCELLED
     assert [e.kind for e in agent_events][:1] == ["agent_spawned"]
+    with pytest.raises(ModelRequestsForbidden):  # forbidden by default with these fixtures
+        check_model_requests_allowed("openai:gpt-4o-mini")
 
 
 async def test_orchestrator_without_a_mock_clock_is_refused(agent_orchestrator):

@@ -52,6 +52,7 @@ from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
     AssistantMessage,
+    Cost,
     ErrorInfo,
     JSONValue,
     Message,
@@ -65,6 +66,7 @@ from ._messages import (
 )
 from ._models import Model, ModelRequest, ModelSettings, StreamDone, check_model
 from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
+from .models._prices import PriceTable, cost_for
 
 
 def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -192,6 +194,11 @@ class Agent:
     :param max_tool_concurrency: tool calls of one turn that may run at once.
     :param stream: call :meth:`Model.stream` and emit :class:`ModelDelta` events.
     :param rng: source of retry jitter (seed it for reproducible delays).
+    :param prices: prices to compute :attr:`AgentResult.cost` with (a
+        :class:`~trio_agents.models.PriceTable` or a mapping for one); models it does not
+        price are listed in :attr:`AgentResult.unpriced_models` and cost nothing.
+    :param use_genai_prices: also look prices up in ``genai-prices`` (extra ``prices``).
+        Without ``prices`` and this, no cost is computed and every model is unpriced.
     :param path: the agent's path in a tree (defaults to ``name``).
     """
 
@@ -217,6 +224,8 @@ class Agent:
         stream: bool = False,
         rng: random.Random | None = None,
         path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
     ) -> None:
         self._model = check_model(model)
         if not isinstance(name, str) or not name:
@@ -255,6 +264,12 @@ class Agent:
         # Made at the first retry when not given: a Random costs ~9 µs (seeded from
         # os.urandom) and 2.5 KB, which every spawn, restart and delegation would pay.
         self._rng: random.Random | None = rng
+        self._prices = (
+            PriceTable(prices)
+            if isinstance(prices, Mapping) and not isinstance(prices, PriceTable)
+            else prices
+        )
+        self._use_genai_prices = use_genai_prices
         self._history: list[Message] = []
         self._usage = Usage()
         self._runs = 0
@@ -355,6 +370,8 @@ class Agent:
         sink = self.event_sink
         start = trio.current_time()
         run_usage = Usage()
+        run_cost = Cost()
+        unpriced: dict[str, None] = {}  # ordered set
         first_index = len(self._history)
         self._history.extend(new_messages)
         budget = self.budget
@@ -370,8 +387,10 @@ class Agent:
                 messages=self._history[first_index:],
                 stop_reason=reason,
                 usage=run_usage,
+                cost=run_cost,
                 error=err.info() if isinstance(err, AgentError) else _foreign_info(err),
                 duration=trio.current_time() - start,
+                unpriced_models=unpriced,
             )
 
         abort_scope = trio.CancelScope()
@@ -391,8 +410,11 @@ class Agent:
                     message = await self._call_model(sink)
                     run_usage = run_usage + message.usage
                     self._usage = self._usage + message.usage
+                    cost = self._price(message, unpriced)
+                    if cost is not None:
+                        run_cost = run_cost + cost
                     if budget is not None:
-                        budget.charge(message.usage)
+                        budget.charge(message.usage, cost)
                     self._history.append(message)
                     calls = message.tool_calls
                     if not calls:
@@ -444,6 +466,20 @@ class Agent:
             finally:
                 timed_out = None
         return result
+
+    def _price(self, message: AssistantMessage, unpriced: dict[str, None]) -> Cost | None:
+        """The cost of one response, or None (and the model noted as unpriced)."""
+        model_id = message.model or self._model.model_id
+        if self._prices is None and not self._use_genai_prices:
+            unpriced[model_id] = None
+            return None
+        estimate = cost_for(
+            model_id, message.usage, prices=self._prices, use_genai_prices=self._use_genai_prices
+        )
+        if not estimate.known:
+            unpriced[model_id] = None
+            return None
+        return estimate.cost
 
     async def _call_model(self, sink: EventSink | None) -> AssistantMessage:
         request = ModelRequest(

@@ -32,6 +32,10 @@ def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
     return tuple(value)
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value) if value is not None else {}
 
@@ -310,6 +314,8 @@ class AgentResult:
     """The transfer the agent asked for, if it ended with :attr:`StopReason.TRANSFER`."""
     duration: float = 0.0
     """Seconds from start to end on trio's clock."""
+    unpriced_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    """Models whose price was unknown (or not looked up), so :attr:`cost` leaves them out."""
 
     @property
     def final_text(self) -> str:

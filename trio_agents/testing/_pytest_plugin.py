@@ -90,16 +90,21 @@ def _trio_agents_model_requests(request: pytest.FixtureRequest) -> Iterator[None
 
 
 @pytest.fixture
-def agent_events() -> Iterator[list[Event]]:
+def agent_events(request: pytest.FixtureRequest) -> Iterator[list[Event]]:
     """A list to use as an ``event_sink`` (``event_sink=agent_events.append``).
 
     After the test, the log is checked with
     :func:`~trio_agents.testing.check_event_log` (the checks that hold at any moment, so the
     test need not close what it opened): a violation makes the test error, naming the agent
-    and the event.
+    and the event. While it is in use (and so in every test using ``agent_orchestrator``),
+    real model requests are forbidden unless the test is marked ``allow_model_requests``.
     """
     events: list[Event] = []
-    yield events
+    if request.node.get_closest_marker("allow_model_requests"):
+        yield events
+    else:
+        with _override(False):
+            yield events
     from trio_agents.testing import check_event_log
 
     check_event_log(events)

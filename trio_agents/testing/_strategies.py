@@ -296,6 +296,7 @@ def agent_results() -> SearchStrategy[AgentResult]:
         error=st.none() | error_infos(),
         transfer=st.none() | transfer_signals(),
         duration=amounts(),
+        unpriced_models=st.lists(identifiers(), max_size=2),
     )
 
 
