@@ -497,6 +497,39 @@ class _Command(enum.Enum):
 class _Cell:
     """Runtime state of one registered name inside one :class:`AgentSystem`."""
 
+    __slots__ = (
+        "agent",
+        "command",
+        "command_reason",
+        "current",
+        "done",
+        "end_error",
+        "entry",
+        "exited",
+        "failure",
+        "final_result",
+        "history",
+        "incarnation",
+        "interrupted",
+        "name",
+        "nursery",
+        "parent",
+        "path",
+        "received",
+        "recv",
+        "restart_after",
+        "restart_siblings",
+        "restarts",
+        "scope",
+        "send",
+        "served",
+        "serving",
+        "started_children",
+        "status",
+        "usage",
+        "wanted",
+    )
+
     def __init__(self, entry: _Entry, path: str, parent: _Cell | None) -> None:
         self.entry = entry
         self.name = entry.name
@@ -512,7 +545,6 @@ class _Cell:
         self.command: _Command | None = None
         self.command_reason = ""
         self.exited = trio.Event()  # the current task has ended
-        self.resume = trio.Event()
         self.serving = trio.Event()
         self.done = trio.Event()  # finalized
         self.history = RestartHistory()
