@@ -61,12 +61,12 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import attrs
 import trio
 
-from ._agent import Agent, AgentSpec, RetryPolicy
+from ._agent import _NO_TOOLS, Agent, AgentSpec, RetryPolicy
 from ._errors import (
     AgentError,
     BudgetExhausted,
@@ -88,7 +88,15 @@ from ._messages import (
 from ._models import Model, ToolDefinition, check_model
 from ._orchestrator import AgentHandle
 from ._supervision import Backoff
-from ._tools import Tool, ToolContext, ToolExecutor, ToolPolicy, Toolset, combine_executors
+from ._tools import (
+    Tool,
+    ToolContext,
+    ToolExecutor,
+    ToolPolicy,
+    Toolset,
+    _is_executor,
+    combine_executors,
+)
 
 __all__ = [
     "AgentRunner",
@@ -409,11 +417,13 @@ class ModelRunner:
                 f"AgentSpec {spec.name!r} names unknown tools {missing}; "
                 f"the runner has: {sorted(self._tools) or 'none'}"
             )
-        executor: ToolExecutor = Toolset([self._tools[name] for name in spec.tools])
-        if isinstance(tools, ToolExecutor):
+        executor: ToolExecutor = (
+            Toolset([self._tools[name] for name in spec.tools]) if spec.tools else _NO_TOOLS
+        )
+        if _is_executor(tools):  # isinstance(tools, ToolExecutor), cached per class
             executor = combine_executors(executor, tools)
         elif tools:
-            executor = combine_executors(executor, Toolset(tools))
+            executor = combine_executors(executor, Toolset(cast("Sequence[Tool]", tools)))
         policy: ToolPolicy | None = None
         base: Budget | None = None
         if infra is not None:
@@ -860,8 +870,11 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(leaf, Exception) and not isinstance(leaf, UsageError | BudgetExhausted)
 
 
+_NO_USAGE = Usage()  # shared (frozen): no Usage() built per delegation
+
+
 def _spent(budget: Budget, result: AgentResult | None) -> Usage:
-    if budget.usage != Usage() or result is None:
+    if budget.usage != _NO_USAGE or result is None:
         return budget.usage
     return result.usage  # a runner that does not charge its budget
 
@@ -1024,6 +1037,10 @@ class DelegatingExecutor:
                 f"invalid arguments for tool {DELEGATE_TOOL!r}: {problem}; specialist must be "
                 f"one of: {', '.join(delegator.names)}",
             )
+        if self._failing and all(e.record is not None for e in self._entries):
+            # The failed turn is over (every delegation of it has its record): a later run
+            # of the same agent starts afresh.
+            self._failing = False
         now = trio.current_time()
         entry = _Entry(
             call_id=call.id,
@@ -1110,7 +1127,7 @@ class DelegatingExecutor:
         handle = delegator._handles.get(entry.specialist)
         spec = delegator._specialists.get(entry.specialist)
         retrying = delegator.failure_policy is FailurePolicy.RETRY
-        usage = Usage()  # of the finished attempts
+        usage = _NO_USAGE  # of the finished attempts
         attempts = 0
         current: Budget | None = None  # of the attempt in flight
         error: BaseException | None = None
@@ -1239,7 +1256,7 @@ class DelegatingExecutor:
             result=result,
             success=success,
             duration=now - entry.start,
-            usage=usage if usage is not None else Usage(),
+            usage=usage if usage is not None else _NO_USAGE,
             depth=entry.depth,
             error=error,
             cancelled=cancelled,

@@ -42,6 +42,13 @@ class UsageLimits:
     """Agents started (spawns and delegations)."""
 
 
+# Shared frozen defaults: every delegation and every run with limits makes a Budget, and
+# building these (six validators for UsageLimits) cost ~1.5 µs each time.
+_NO_LIMITS = UsageLimits()
+_NO_USAGE = Usage()
+_NO_COST = Cost()
+
+
 class Budget:
     """Usage charged against :class:`UsageLimits`, shared by every agent that holds it.
 
@@ -52,10 +59,10 @@ class Budget:
     __slots__ = ("_agents", "_cost", "_limits", "_parent", "_usage")
 
     def __init__(self, limits: UsageLimits | None = None, *, parent: Budget | None = None) -> None:
-        self._limits = limits if limits is not None else UsageLimits()
+        self._limits = limits if limits is not None else _NO_LIMITS
         self._parent = parent
-        self._usage = Usage()
-        self._cost = Cost()
+        self._usage = _NO_USAGE
+        self._cost = _NO_COST
         self._agents = 0
 
     @property
@@ -112,6 +119,8 @@ class Budget:
 
     def _check_own(self, *, extra_requests: int) -> None:
         lim, u = self._limits, self._usage
+        if lim is _NO_LIMITS:  # nothing to check (the common case of a carved child)
+            return
         checks: tuple[tuple[str, float | None, float, bool], ...] = (
             ("requests", lim.requests, u.requests, True),
             ("input_tokens", lim.input_tokens, u.input_tokens, False),
@@ -130,9 +139,10 @@ class Budget:
     def charge(self, usage: Usage, cost: Cost | None = None) -> None:
         """Add a response's usage (and cost) to this budget and every ancestor."""
         for budget in self._chain():
-            budget._usage = budget._usage + usage
+            # Usage() + usage == usage: a budget's first charge needs no addition.
+            budget._usage = usage if budget._usage is _NO_USAGE else budget._usage + usage
             if cost is not None:
-                budget._cost = budget._cost + cost
+                budget._cost = cost if budget._cost is _NO_COST else budget._cost + cost
 
     def charge_spawn(self) -> None:
         """Count one started agent against this budget and every ancestor."""

@@ -39,11 +39,22 @@ from ._errors import (
     AgentStopped,
     ChildFailed,
     InvalidArgumentError,
+    NoMessagesError,
     UsageError,
 )
 from ._events import Event, EventSink
 from ._limits import Budget
-from ._messages import AgentResult, ErrorInfo, Message, StopReason, Usage, UserMessage
+from ._messages import (
+    AgentResult,
+    AssistantMessage,
+    ErrorInfo,
+    Message,
+    StopReason,
+    SystemMessage,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
 from ._supervision import (
     Backoff,
     Decision,
@@ -494,6 +505,11 @@ class _Command(enum.Enum):
     CANCEL = "cancel"  # cancelled by its owner (handle.cancel)
 
 
+# Shared frozen zero values, so that every cell (and every spawn) does not build its own.
+_NO_RESTARTS = RestartHistory()
+_NO_USAGE = Usage()
+
+
 class _Cell:
     """Runtime state of one registered name inside one :class:`AgentSystem`."""
 
@@ -523,7 +539,6 @@ class _Cell:
         "scope",
         "send",
         "served",
-        "serving",
         "started_children",
         "status",
         "usage",
@@ -545,15 +560,14 @@ class _Cell:
         self.command: _Command | None = None
         self.command_reason = ""
         self.exited = trio.Event()  # the current task has ended
-        self.serving = trio.Event()
         self.done = trio.Event()  # finalized
-        self.history = RestartHistory()
+        self.history = _NO_RESTARTS
         self.incarnation = 0
         self.restarts = 0
         self.served = 0
         self.received = 0
         self.agent: Agent | None = None
-        self.usage = Usage()
+        self.usage = _NO_USAGE
         self.failure: BaseException | None = None  # set when its failure escalated
         self.end_error: BaseException | None = None
         self.final_result: AgentResult | None = None
@@ -606,6 +620,27 @@ class AgentStatistics:
     """The current incarnation's number (1 for the first)."""
     usage: Usage
     """Usage of every request it served."""
+
+
+_MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolResultMessage)
+
+
+def _check_messages(messages: object) -> Sequence[Message]:
+    """The caller's mistakes are the caller's errors, not the agent's failures."""
+    if isinstance(messages, str) or not isinstance(messages, Sequence):
+        raise InvalidArgumentError(
+            "messages must be a sequence of messages (send_message(text) sends a text); "
+            f"got {type(messages).__name__}"
+        )
+    if not messages:
+        raise NoMessagesError("messages must hold at least one message; got an empty sequence")
+    for index, message in enumerate(messages):
+        if not isinstance(message, _MESSAGE_TYPES):
+            raise InvalidArgumentError(
+                f"messages[{index}] must be a message (SystemMessage, UserMessage, "
+                f"AssistantMessage, ToolResultMessage); got {type(message).__name__}"
+            )
+    return messages  # each item checked above
 
 
 class PendingReply:
@@ -687,11 +722,19 @@ class AgentHandle:
 
     async def send_messages(self, messages: Sequence[Message]) -> AgentResult:
         """Send messages and wait for the reply; a full queue blocks (backpressure)."""
-        request = _Request(messages)
+        request = _Request(_check_messages(messages))
         send = self._cell.send
         assert send is not None
+        # One scheduler step per request, not two: trio's ``send`` yields even when the queue
+        # has room, and the wait for the reply below parks anyway. So check for cancellation
+        # first, as ``send`` does (a cancelled caller queues nothing), queue without yielding,
+        # and let the wait be the schedule point. A full queue still blocks (backpressure).
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            await send.send(request)
+            try:
+                send.send_nowait(request)
+            except trio.WouldBlock:
+                await send.send(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             error = self._system._closed_error(self._cell)
             raise error from error.__cause__
@@ -706,7 +749,7 @@ class AgentHandle:
 
     def send_messages_nowait(self, messages: Sequence[Message]) -> PendingReply:
         """Queue messages without waiting; raises :exc:`trio.WouldBlock` if the queue is full."""
-        request = _Request(messages)
+        request = _Request(_check_messages(messages))
         send = self._cell.send
         assert send is not None
         try:
@@ -793,6 +836,11 @@ class AgentSystem:
         if self._closing:
             raise UsageError("the agent system is closing; spawn inside the `async with` block")
         cell = self._cell(name)
+        if cell.status is None and cell.wanted:
+            raise InvalidArgumentError(
+                f"agent {name!r} is being spawned by another task; use system.handle({name!r}) "
+                "once that spawn returns"
+            )
         if cell.status is not None and not cell.done.is_set():
             raise InvalidArgumentError(
                 f"agent {name!r} is already {cell.status.value}; use system.handle({name!r})"
@@ -810,11 +858,14 @@ class AgentSystem:
         fresh = cell.status is None and not cell.wanted
         self._open_channel(cell)
         cell.wanted = True
-        cell.done = trio.Event()
+        # A fresh cell keeps the (unused) done event and history its __init__ made; a
+        # respawned one needs new ones.
+        if not fresh:
+            cell.done = trio.Event()
+            # A new spawn is a new life: its restart limit starts afresh (found by the
+            # supervision state machine, tests/test_supervision_machine.py).
+            cell.history = _NO_RESTARTS
         cell.failure = cell.end_error = cell.final_result = None
-        # A new spawn is a new life: its restart limit starts afresh (found by the
-        # supervision state machine, tests/test_supervision_machine.py).
-        cell.history = RestartHistory()
         if not fresh and cell in parent.started_children:
             parent.started_children.remove(cell)
         parent.started_children.append(cell)
@@ -884,6 +935,11 @@ class AgentSystem:
                     first = None
                     if failure is None:
                         return
+                    # Cancelled (by its handle, its supervisor tree or from outside) and
+                    # something raised while unwinding? Then it is not a failure: this raises
+                    # the cancellation, which goes on as usual. (O(1), unlike reading the
+                    # effective deadline, which recurses through every enclosing scope.)
+                    await trio.lowlevel.checkpoint_if_cancelled()
                     if not await self._supervise(cell, failure):
                         return
                     # Its traceback holds the failed incarnation (agent, history): let it go
@@ -917,7 +973,6 @@ class AgentSystem:
     ) -> BaseException | None:
         """Run one incarnation. Returns its failure, or ``None`` when the task should end."""
         cell.incarnation += 1
-        cell.serving = trio.Event()
         failure: BaseException | None = None
         budget = self._orchestrator.budget
         try:
@@ -952,18 +1007,28 @@ class AgentSystem:
                         child.failure = None
                         await nursery.start(self._run_cell, child)
                 cell.status = AgentStatus.RUNNING
-                cell.serving.set()
-                self._emit(AgentSpawned, cell.path, incarnation=cell.incarnation)
+                if self._sink is not None:
+                    self._sink(
+                        AgentSpawned(
+                            time=trio.current_time(), agent=cell.path, incarnation=cell.incarnation
+                        )
+                    )
                 if task_status is not None:
                     task_status.started()
                 if cell.restart_after:
                     younger, cell.restart_after = cell.restart_after, []
                     await self._start_all(cell.parent, younger)
+                cell.restart_siblings = []  # the restart is complete
                 failure = await self._serve(cell, agent)
                 # The agent ended (failed, or its queue was closed): its children stop
                 # first, youngest first.
                 await self._stop_children(cell, graceful=failure is None)
-                nursery.cancel_scope.cancel(reason=f"agent {cell.path!r} ended")
+                # Whatever still runs in the nursery (a child finishing, or waiting out its
+                # backoff) is cancelled. With nothing left, cancelling would change nothing
+                # but cost ~2 µs per restart or close (trio formats a reason with the task's
+                # repr and recomputes the scope tree).
+                if nursery.child_tasks:
+                    nursery.cancel_scope.cancel(reason=f"agent {cell.path!r} ended")
         except BaseExceptionGroup as group:
             flat = _flatten(group)
             if not isinstance(flat, Exception):
@@ -1009,7 +1074,11 @@ class AgentSystem:
             request.number = cell.received
             cell.current = request
             if self._sink is not None:
-                self._emit(RequestReceived, cell.path, request=request.number)
+                self._sink(
+                    RequestReceived(
+                        time=trio.current_time(), agent=cell.path, request=request.number
+                    )
+                )
             try:
                 result = await agent.run(request.messages)
             except trio.Cancelled:
@@ -1050,7 +1119,11 @@ class AgentSystem:
     ) -> None:
         if request.reply(result, error) and self._sink is not None:
             info = _error_info(error) if error is not None else None
-            self._emit(RequestReplied, cell.path, request=request.number, error=info)
+            self._sink(
+                RequestReplied(
+                    time=trio.current_time(), agent=cell.path, request=request.number, error=info
+                )
+            )
 
     def _interrupted(self, cell: _Cell) -> AgentCancelled:
         """The reply for a request whose run was cancelled, with the partial result."""
@@ -1082,7 +1155,8 @@ class AgentSystem:
         """Carry out the supervisor's decision; True to start a new incarnation."""
         parent = cell.parent
         assert parent is not None
-        self._emit(AgentFailed, cell.path, error=_error_info(failure))
+        if self._sink is not None:  # no ErrorInfo to build without a sink
+            self._emit(AgentFailed, cell.path, error=_error_info(failure))
         policy = self._orchestrator.supervisor
         requested = (
             policy.on_agent_error(cell.name, failure)
@@ -1115,17 +1189,18 @@ class AgentSystem:
         if decision.action is SupervisorAction.RESTART:
             cell.status = AgentStatus.RESTARTING
             affected = [self._cells[name] for name in decision.affected]
+            order = parent.started_children
+            # Until each of them serves again, these siblings are this restart's to bring
+            # back: if the restart is called off (cancelled) at any point, they come back.
+            cell.restart_siblings = sorted(affected, key=order.index)
             for sibling in affected:  # reverse start order
                 sibling.command = _Command.SUSPEND
                 sibling.command_reason = f"sibling {cell.path!r} is restarting"
                 if sibling.scope is not None:
                     sibling.scope.cancel(reason=sibling.command_reason)
                 await sibling.exited.wait()
-            order = parent.started_children
-            cell.restart_siblings = sorted(affected, key=order.index)
             if decision.delay > 0:
                 await trio.sleep(decision.delay)
-            cell.restart_siblings = []
             cell.restarts += 1
             self._emit(
                 AgentRestarted, cell.path, incarnation=cell.incarnation + 1, restarts=cell.restarts
@@ -1137,6 +1212,7 @@ class AgentSystem:
             in_order = sorted(affected, key=order.index)
             await self._start_all(parent, [s for s in in_order if order.index(s) < mine])
             cell.restart_after = [s for s in in_order if order.index(s) > mine]
+            cell.restart_siblings = list(cell.restart_after)
             return True
         if decision.action is SupervisorAction.STOP:
             self._finalize(
@@ -1153,6 +1229,10 @@ class AgentSystem:
     async def _start_all(self, parent: _Cell | None, cells: list[_Cell]) -> None:
         assert parent is not None
         for sibling in cells:
+            if sibling.scope is not None:  # its task is still alive
+                if sibling.command is not _Command.SUSPEND:
+                    continue  # serving already
+                await sibling.exited.wait()  # still unwinding its suspension
             if parent.nursery is not None and sibling.wanted and not sibling.done.is_set():
                 await parent.nursery.start(self._run_cell, sibling)
 
