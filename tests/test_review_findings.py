@@ -248,3 +248,24 @@ async def test_error_while_unwinding_a_cancel_is_not_a_failure(
         assert await a.wait_done() is AgentStatus.CANCELLED
     assert "agent_failed" not in seen
     assert "failure_escalated" not in seen
+
+
+async def test_a_policy_that_raises_escalates_the_failure_and_says_why() -> None:
+    class Broken:
+        def on_agent_error(self, name: str, error: BaseException) -> SupervisorAction:
+            raise KeyError("no rule for this")
+
+    built: list[str] = []
+    orch = AgentOrchestrator(supervisor=Broken(), backoff=Backoff.none())
+    orch.add_agent("a", echo_factory("a", built))
+    with pytest.raises(Exception) as info:
+        async with orch.open() as system:
+            a = await system.spawn("a")
+            a.send_message_nowait("fail")
+            await trio.sleep_forever()
+    from trio_agents import ChildFailed
+
+    assert isinstance(info.value, ChildFailed)
+    assert info.value.path == "a"
+    notes = getattr(info.value.original, "__notes__", [])
+    assert any("supervisor policy raised KeyError" in note for note in notes)

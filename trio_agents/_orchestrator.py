@@ -1158,11 +1158,23 @@ class AgentSystem:
         if self._sink is not None:  # no ErrorInfo to build without a sink
             self._emit(AgentFailed, cell.path, error=_error_info(failure))
         policy = self._orchestrator.supervisor
-        requested = (
-            policy.on_agent_error(cell.name, failure)
-            if policy is not None
-            else SupervisorAction.ESCALATE
-        )
+        requested = SupervisorAction.ESCALATE
+        if policy is not None:
+            try:
+                # A user's policy may return anything: checked below, so typed as object.
+                answer: object = policy.on_agent_error(cell.name, failure)
+            except Exception as exc:
+                # A policy that cannot decide fails closed: the failure escalates, and says why.
+                failure.add_note(
+                    f"the supervisor policy raised {type(exc).__name__}: {exc}; escalating"
+                )
+                answer = SupervisorAction.ESCALATE
+            if isinstance(answer, SupervisorAction):
+                requested = answer
+            else:
+                failure.add_note(
+                    f"the supervisor policy returned {answer!r}, not a SupervisorAction; escalating"
+                )
         siblings = [c.name for c in parent.started_children if c.running or c is cell]
         decision: Decision = decide(
             failed=cell.name,
