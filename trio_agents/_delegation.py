@@ -1148,7 +1148,8 @@ class DelegatingExecutor:
                 else:
                     error = None
                     spent = _spent(current, result)
-                usage, current = usage + spent, None
+                usage = spent if usage is _NO_USAGE else usage + spent  # 0 + u == u
+                current = None
                 if error is None:
                     break
                 if not retrying or attempts > delegator.max_retries or not _retryable(error):

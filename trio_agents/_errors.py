@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+# At import time, not in info(): an import statement in a function costs ~1 µs per call, and
+# info() runs for every failed run (restarts, failed delegations). _messages, a lower layer,
+# imports nothing from trio_agents, so there is no cycle.
+from ._messages import ErrorInfo
+
 if TYPE_CHECKING:
     from ._delegation import DelegationRecord
-    from ._messages import AgentResult, ErrorInfo
+    from ._messages import AgentResult
 
 
 class AgentError(Exception):
@@ -43,8 +48,6 @@ class AgentError(Exception):
 
     def info(self) -> ErrorInfo:
         """A serialisable description of this error."""
-        from ._messages import ErrorInfo
-
         return ErrorInfo(
             type=type(self).__name__,
             message=self.message,
