@@ -454,3 +454,11 @@ async def test_cost_from_a_price_table_and_a_cost_budget() -> None:
     with pytest.raises(BudgetExhausted, match="cost"):
         await agent.run("z")
     assert budget.cost.total == pytest.approx(1.0)
+
+
+def test_retry_delay_is_capped_even_when_the_growth_overflows() -> None:
+    # The agent's retry delay and the supervisor's backoff share one computation; a huge
+    # retry number used to raise OverflowError here.
+    policy = RetryPolicy(initial_delay=1.0, factor=10.0, max_delay=30.0, jitter=False)
+    assert policy.delay(10_000, None, random.Random(0)) == 30.0
+    assert RetryPolicy(initial_delay=0.0).delay(3, None, random.Random(0)) == 0.0

@@ -48,6 +48,7 @@ from ._events import (
     TurnFinished,
     TurnStarted,
 )
+from ._jitter import backoff_delay
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
@@ -120,8 +121,14 @@ class RetryPolicy:
 
     def delay(self, retry: int, error: AgentError | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1-based) after ``error``."""
-        cap = min(self.max_delay, self.initial_delay * self.factor ** (retry - 1))
-        delay = rng.uniform(0.0, cap) if self.jitter else cap
+        delay = backoff_delay(
+            retry,
+            initial=self.initial_delay,
+            factor=self.factor,
+            max_delay=self.max_delay,
+            jitter=self.jitter,
+            rng=rng,
+        )
         if error is not None and error.retry_after is not None:
             delay = max(delay, error.retry_after)
         return delay

@@ -63,6 +63,7 @@ from typing import Any, Protocol, TypeGuard, runtime_checkable
 import attrs
 
 from ._errors import InvalidArgumentError
+from ._jitter import backoff_delay
 
 # --------------------------------------------------------------------------- validation
 
@@ -218,19 +219,14 @@ class Backoff:
             raise InvalidArgumentError(
                 f"restart must be an int >= 1 (1 = the first restart); got {restart!r}"
             )
-        cap = self._cap(restart)
-        if self.jitter and cap > 0:
-            return rng.uniform(0.0, cap)
-        return cap
-
-    def _cap(self, restart: int) -> float:
-        if self.initial == 0 or self.max_delay == 0:
-            return 0.0
-        try:
-            grown = self.initial * float(self.factor) ** (restart - 1)
-        except OverflowError:
-            return float(self.max_delay)
-        return float(min(self.max_delay, grown))
+        return backoff_delay(
+            restart,
+            initial=self.initial,
+            factor=self.factor,
+            max_delay=self.max_delay,
+            jitter=self.jitter,
+            rng=rng,
+        )
 
 
 @attrs.frozen(kw_only=True)
