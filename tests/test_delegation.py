@@ -38,11 +38,14 @@ from trio_agents import (
     RateLimiter,
     RetryPolicy,
     RetryScheduled,
+    RunFinished,
     RunStarted,
     RunTimeout,
     SharedInfra,
+    StopReason,
     TextBlock,
     ToolDefinition,
+    ToolFinished,
     ToolResultBlock,
     ToolResultMessage,
     Toolset,
@@ -517,6 +520,35 @@ async def test_cancelling_the_caller_cancels_every_specialist_at_once(
         assert event.cancelled
         assert not event.success
         assert event.error == "Cancelled: test is done"
+
+
+async def test_a_deadline_around_run_leaves_it_as_the_bare_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The minimal case: the lead delegates once, the specialist hangs, the caller's deadline
+    # passes. What leaves run() is trio.Cancelled itself, not a group holding it, and every
+    # cut-off run says ABORTED.
+    model = team(lead=delegating(("researcher", "r")), researcher=hanging)
+    events: list[Event] = []
+    left: list[BaseException] = []
+    with trio.move_on_after(5) as scope:
+        try:
+            await Delegator(LEAD, POOL).run(
+                "go", runner=ModelRunner(model), event_sink=events.append
+            )
+        except BaseException as exc:
+            left.append(exc)
+            raise
+    assert scope.cancelled_caught
+    assert [type(exc) for exc in left] == [trio.Cancelled]
+    runs = {e.agent: e.result for e in events if isinstance(e, RunFinished)}
+    assert {path: r.stop_reason for path, r in runs.items()} == {
+        "lead": StopReason.ABORTED,
+        "lead/researcher": StopReason.ABORTED,
+    }
+    assert runs["lead"].usage.requests == 1
+    (finished,) = [e for e in events if isinstance(e, ToolFinished)]
+    assert finished.result.content == "tool 'delegate' was cancelled"
 
 
 async def test_main_run_timeout_cancels_specialists(

@@ -67,6 +67,7 @@ import attrs
 import trio
 
 from ._agent import _NO_TOOLS, Agent, AgentSpec, RetryPolicy
+from ._cancel import reraise_cancelled
 from ._errors import (
     AgentError,
     BudgetExhausted,
@@ -1071,9 +1072,14 @@ class DelegatingExecutor:
             if budget_error is not None and self._fail_fast(entry):
                 raise DelegationFailed(name, budget_error)
             return _error(call, refusal)
-        async with trio.open_nursery() as nursery:
-            entry.scope = nursery.cancel_scope
-            nursery.start_soon(self._delegate, entry, name=f"delegate {entry.path}")
+        try:
+            async with trio.open_nursery() as nursery:
+                entry.scope = nursery.cancel_scope
+                nursery.start_soon(self._delegate, entry, name=f"delegate {entry.path}")
+        except BaseExceptionGroup as group:
+            # Cancelled from outside: the caller gets the bare Cancelled, not a group.
+            reraise_cancelled(group)
+            raise
         done = entry.record
         assert done is not None
         if entry.failure is not None:
