@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._cancel import only_cancelled, reraise_cancelled
 from ._errors import (
     AgentError,
     AlreadyRunningError,
@@ -513,6 +514,13 @@ class Agent:
         except Exception as exc:
             error = exc
             stop_reason = StopReason.ERROR
+            raise
+        except BaseExceptionGroup as group:
+            # A model or tool whose own nursery was cancelled from outside: the run was
+            # cut off, and the caller gets the bare Cancelled (cancellation rule 1).
+            if only_cancelled(group) is not None:
+                stop_reason = StopReason.ABORTED
+            reraise_cancelled(group)
             raise
         finally:
             self._abort_scope = None

@@ -35,6 +35,7 @@ import cattrs.gen
 import trio
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from ._cancel import only_cancelled, reraise_cancelled
 from ._errors import InvalidArgumentError, ToolDenied, ToolError, ToolTimeout
 from ._events import Event, EventSink, ToolFinished, ToolStarted
 from ._messages import ToolCallBlock, ToolResultBlock
@@ -923,14 +924,19 @@ class Tool:
             binder = _lenient_binder(self.function, self.takes_context)
             object.__setattr__(self, "_binder", binder)
         args, kwargs = binder.bind(self.name, arguments, ctx)
-        if time_limit is None:
-            value = await self.function(*args, **kwargs)
-        else:
-            value = None
-            with trio.move_on_after(time_limit) as scope:
+        try:
+            if time_limit is None:
                 value = await self.function(*args, **kwargs)
-            if scope.cancelled_caught:
-                raise ToolTimeout(f"tool {self.name!r} timed out after {time_limit:g} s")
+            else:
+                value = None
+                with trio.move_on_after(time_limit) as scope:
+                    value = await self.function(*args, **kwargs)
+                if scope.cancelled_caught:
+                    raise ToolTimeout(f"tool {self.name!r} timed out after {time_limit:g} s")
+        except BaseExceptionGroup as group:
+            # A tool whose own nursery was cancelled from outside: the bare Cancelled.
+            reraise_cancelled(group)
+            raise
         return _encode(self.name, value)
 
 
@@ -1272,7 +1278,7 @@ class _Started:
 
 
 def _interrupted_result(call: ToolCallBlock, exc: BaseException) -> ToolResultBlock:
-    if isinstance(exc, trio.Cancelled):
+    if only_cancelled(exc) is not None:
         return _error_result(call, f"tool {call.name!r} was cancelled")
     text = str(exc)
     return _error_result(
@@ -1347,6 +1353,9 @@ class _TurnRunner:
             result = await self.executor.execute(started.call, started.ctx)
         except BaseException as exc:
             self.finished(started, _interrupted_result(started.call, exc))
+            if isinstance(exc, BaseExceptionGroup):
+                # An executor (or a tool) whose own nursery was cancelled from outside.
+                reraise_cancelled(exc)
             raise
         self.finished(started, result)
         return result
@@ -1391,11 +1400,8 @@ class _TurnRunner:
 
 
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside a group of one, or the first Cancelled of a group of
-    Cancelled; otherwise the group itself."""
-    if len(group.exceptions) == 1 or all(
-        isinstance(exc, trio.Cancelled) for exc in group.exceptions
-    ):
+    """The one exception inside a group of one; otherwise the group itself."""
+    if len(group.exceptions) == 1:
         return group.exceptions[0]
     return group
 
@@ -1450,6 +1456,7 @@ async def execute_tool_calls(
     try:
         return await runner.run_many(calls)
     except BaseExceptionGroup as group:
+        reraise_cancelled(group)  # only Cancelled (at any depth): the bare Cancelled
         collapsed = _collapse(group)
         if collapsed is group:
             raise
