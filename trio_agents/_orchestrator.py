@@ -886,10 +886,15 @@ class AgentSystem:
         parent.started_children.append(cell)
         try:
             await parent.nursery.start(self._run_cell, cell)
-        except BaseException:
+        except BaseException as exc:
             cell.wanted = False
             if cell in parent.started_children:
                 parent.started_children.remove(cell)
+            if isinstance(exc, trio.Cancelled) and cell.status is not None:
+                # Cancelled from outside while it started: trio ends the new task with the
+                # call. It never served; end it for good (it can be spawned again).
+                reason = exc.reason or "spawn cancelled"
+                self._finalize(cell, AgentStatus.CANCELLED, AgentCancelled(reason=reason))
             raise
         return AgentHandle(self, cell)
 
