@@ -1,0 +1,754 @@
+"""Outside cancellation, entry point by entry point: what leaves each is one bare trio.Cancelled.
+
+Rule 1 of the cancellation contract (docs/cancellation.rst) says that a scope cancelled around
+any public entry point gets back exactly ``trio.Cancelled`` — never an exception group — so
+that ``except trio.Cancelled`` works and so that nothing between the cut-off work and the
+cancelled scope mistakes the cancellation for something else. The scope that was cancelled
+would catch a ``BaseExceptionGroup([Cancelled])`` too (trio splits the ``Cancelled`` out of
+it), which is why these tests look at the exception *at the call site*, inside the scope:
+``type(exc) is trio.Cancelled``.
+
+Every case cancels the work while it is really in the middle of something (a model call that
+hangs, a specialist three levels down, a full queue, an HTTP request the fake server holds
+open) and checks that it was. :func:`test_every_async_entry_point_has_a_case` enumerates the
+coroutine functions, async context managers and async iterators exported by
+``trio_agents``, ``trio_agents.testing`` and ``trio_agents.models`` and fails when one has no
+case here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trio_agents import (
+    Agent,
+    AgentCancelled,
+    AgentOrchestrator,
+    AgentResult,
+    AgentSpec,
+    AgentStatus,
+    AssistantMessage,
+    Backoff,
+    DelegationFinished,
+    Delegator,
+    Event,
+    EventLog,
+    ModelOverloaded,
+    ModelRequest,
+    ModelRunner,
+    RateLimitedModel,
+    RateLimiter,
+    RetryPolicy,
+    RunFinished,
+    StopReason,
+    ToolCallBlock,
+    ToolContext,
+    ToolFinished,
+    ToolResultMessage,
+    Toolset,
+    UserMessage,
+    execute_tool_calls,
+    tool,
+)
+from trio_agents.testing import (
+    Fault,
+    FaultPlan,
+    FaultyModel,
+    FaultyTool,
+    FunctionModel,
+    ScriptedModel,
+    WorkModel,
+    fail,
+    hang,
+    text,
+    tool_call,
+)
+from trio_agents.testing._models import FunctionResult
+
+REASON = "inventory cut-off"
+REQUEST = ModelRequest(messages=[UserMessage.text("go")])
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+async def cut_off(
+    work: Callable[[], Awaitable[object]],
+    *,
+    busy: Callable[[], Awaitable[object]] = trio.testing.wait_all_tasks_blocked,
+) -> BaseException:
+    """Start ``work``, wait until ``busy()`` returns (it is mid-work), cancel the scope around
+    it, and return the exception that left ``work`` — at the call site, before any scope
+    could catch or unwrap it. Fails when ``work`` finished before it was cut off."""
+    left: list[BaseException] = []
+    finished: list[object] = []
+
+    async def call() -> None:
+        try:
+            finished.append(await work())
+        except BaseException as exc:
+            left.append(exc)
+            raise
+
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await busy()
+            assert not finished, f"the work finished before it was cut off: {finished}"
+            scope.cancel(reason=REASON)
+    assert scope.cancelled_caught
+    assert not finished
+    (exc,) = left
+    return exc
+
+
+async def cut_off_before(work: Callable[[], Awaitable[object]]) -> BaseException:
+    """Run ``work`` in a scope that is already cancelled; return what left it."""
+    with trio.CancelScope() as scope:
+        scope.cancel(reason=REASON)
+        try:
+            await work()
+        except BaseException as exc:
+            caught = exc
+        else:
+            pytest.fail("the work ran to the end in a cancelled scope")
+    assert scope.cancelled_caught is False  # the exception was taken above, not by the scope
+    return caught
+
+
+def bare(exc: BaseException) -> None:
+    """The exception is exactly trio.Cancelled (not a subclass, not a group), with our reason."""
+    assert type(exc) is trio.Cancelled, f"{type(exc).__name__}: {exc!r}"
+    assert exc.reason == REASON
+
+
+def task_names(task: trio.lowlevel.Task) -> list[str]:
+    names: list[str] = []
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            names.append(child.name)
+            names.extend(task_names(child))
+    return names
+
+
+async def hanging_tool() -> str:
+    """Never returns."""
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+async def nursery_tool() -> str:
+    """Runs two waits in its own nursery and lets trio's group out, as a careless tool may."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep_forever)
+        nursery.start_soon(trio.sleep_forever)
+    return "never"
+
+
+HANGS = tool(hanging_tool, name="hangs")
+NURSERY = tool(nursery_tool, name="nursery")
+
+
+def call_of(name: str, call_id: str = "c1") -> ToolCallBlock:
+    return ToolCallBlock(id=call_id, name=name, arguments={})
+
+
+# --------------------------------------------------------------------------- agents
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+async def test_agent_run_mid_model_call(stream: bool) -> None:
+    model = ScriptedModel([hang()])
+    agent = Agent(model, stream=stream)
+    bare(await cut_off(lambda: agent.run("go")))
+    assert len(model.requests) == 1
+    assert agent.last_result is not None
+    assert agent.last_result.stop_reason is StopReason.ABORTED
+
+
+async def test_agent_run_mid_parallel_tools() -> None:
+    model = ScriptedModel([tool_call("hangs") + tool_call("hangs"), text("never")])
+    events: list[Event] = []
+    agent = Agent(model, tools=[HANGS], event_sink=events.append)
+    bare(await cut_off(lambda: agent.run("go")))
+    result = agent.last_result
+    assert result is not None
+    assert result.stop_reason is StopReason.ABORTED
+    assert result.usage.requests == 1
+    last = result.messages[-1]
+    assert isinstance(last, ToolResultMessage)
+    assert [r.content for r in last.results] == ["tool call interrupted: cancelled"] * 2
+    finished = [e.result.content for e in events if isinstance(e, ToolFinished)]
+    assert finished == ["tool 'hangs' was cancelled"] * 2
+
+
+@pytest.mark.parametrize("calls", [1, 2], ids=["one-call", "parallel-calls"])
+async def test_agent_run_with_a_tool_that_lets_a_group_out(calls: int) -> None:
+    # A tool whose own nursery is cancelled raises BaseExceptionGroup([Cancelled, Cancelled]);
+    # the agent still ends ABORTED and its caller still gets the bare Cancelled.
+    step = tool_call("nursery")
+    for _ in range(calls - 1):
+        step = step + tool_call("nursery")
+    events: list[Event] = []
+    agent = Agent(ScriptedModel([step, text("never")]), tools=[NURSERY], event_sink=events.append)
+    bare(await cut_off(lambda: agent.run("go")))
+    assert agent.last_result is not None
+    assert agent.last_result.stop_reason is StopReason.ABORTED
+    finished = [e.result.content for e in events if isinstance(e, ToolFinished)]
+    assert finished == ["tool 'nursery' was cancelled"] * calls
+
+
+async def test_agent_run_with_a_model_that_lets_a_group_out() -> None:
+    class NurseryModel:
+        model_id = "nursery"
+
+        async def request(self, request: ModelRequest) -> AssistantMessage:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+            raise AssertionError("unreachable")
+
+        def stream(self, request: ModelRequest) -> Any:
+            raise NotImplementedError
+
+    agent = Agent(NurseryModel())
+    bare(await cut_off(lambda: agent.run("go")))
+    assert agent.last_result is not None
+    assert agent.last_result.stop_reason is StopReason.ABORTED
+
+
+# --------------------------------------------------------------------------- tools
+
+
+async def test_execute_tool_calls_with_parallel_calls() -> None:
+    calls = [call_of("hangs", "c1"), call_of("hangs", "c2"), call_of("nursery", "c3")]
+    events: list[Event] = []
+    toolset = Toolset([HANGS, NURSERY])
+    exc = await cut_off(
+        lambda: execute_tool_calls(toolset, calls, agent="a", event_sink=events.append)
+    )
+    bare(exc)
+    assert len([e for e in events if isinstance(e, ToolFinished)]) == 3
+
+
+async def test_tool_call_and_toolset_execute() -> None:
+    ctx = ToolContext(agent="a", call=call_of("hangs"))
+    bare(await cut_off(lambda: HANGS.call({}, ctx)))
+    bare(await cut_off(lambda: Toolset([HANGS]).execute(call_of("hangs"), ctx)))
+    bare(await cut_off(lambda: Toolset([NURSERY]).execute(call_of("nursery"), ctx)))
+
+
+async def test_faulty_tool_execute() -> None:
+    ctx = ToolContext(agent="a", call=call_of("hangs"))
+    faulty = FaultyTool(HANGS, FaultPlan(at={0: Fault.hang()}))
+    bare(await cut_off(lambda: faulty.execute(call_of("hangs"), ctx)))
+
+
+# --------------------------------------------------------------------------- delegation
+
+POLICIES = ["isolate", "fail_fast", "retry"]
+
+
+def chain(depth: int) -> tuple[AgentSpec, list[AgentSpec], list[str]]:
+    """lead -> s1 -> ... -> s<depth>; every specialist but the last delegates."""
+    names = [f"s{i}" for i in range(1, depth + 1)]
+    pool = [
+        AgentSpec(name=n, instructions=n, tools=("delegate",) if i < depth else ())
+        for i, n in enumerate(names, start=1)
+    ]
+    return AgentSpec(name="lead", instructions="lead"), pool, names
+
+
+def chain_model(names: list[str], policy: str) -> FunctionModel:
+    """Each delegates to the next; the last hangs (under retry: fails once first)."""
+    nxt = dict(zip(["lead", *names], names, strict=False))
+    last_attempts: list[float] = []
+
+    def respond(request: ModelRequest) -> FunctionResult:
+        who = request.system or ""
+        if who in nxt and isinstance(request.messages[-1], UserMessage):
+            return tool_call("delegate", {"specialist": nxt[who], "subtask": f"for {who}"})
+        if who == names[-1]:
+            last_attempts.append(trio.current_time())
+            if policy == "retry" and len(last_attempts) == 1:
+                return fail(ModelOverloaded("busy"))
+            return hang()
+        raise AssertionError(f"unexpected request from {who}: {request.messages[-1]}")
+
+    return FunctionModel(respond, model_id="team")
+
+
+def delegator_for(policy: str, lead: AgentSpec, pool: list[AgentSpec]) -> Delegator:
+    return Delegator(
+        lead, pool, failure_policy=policy, retry_backoff=Backoff(initial=2, jitter=False)
+    )
+
+
+def runner_for(model: FunctionModel) -> ModelRunner:
+    return ModelRunner(model, retry=RetryPolicy(max_attempts=1))
+
+
+async def busy_for_a_while() -> None:
+    # Under retry the last specialist fails at t=0, waits its 2 s backoff and hangs from
+    # t=2; every other case hangs from t=0. At t=10 every case is mid-work.
+    await trio.sleep(10)
+
+
+def check_cut_off_tree(
+    events: list[Event], names: list[str], policy: str, *, main: AgentResult | None = None
+) -> None:
+    paths = ["/".join(["lead", *names[:i]]) for i in range(1, len(names) + 1)]
+    runs = {e.agent: e.result for e in events if isinstance(e, RunFinished)}
+    assert set(runs) == {"lead", *paths}
+    for path, result in runs.items():
+        assert result.stop_reason is StopReason.ABORTED, (path, result.stop_reason)
+        assert result.error is None
+        if path == paths[-1]:
+            assert result.usage.requests == 0  # cut off in its first model call
+        else:
+            assert result.usage.requests == 1, path  # the partial usage is kept
+            last = result.messages[-1]
+            assert isinstance(last, ToolResultMessage), path
+            assert last.results[0].content == "tool call interrupted: cancelled"
+    if main is not None:
+        assert main == runs["lead"]
+    delegations = {e.agent: e for e in events if isinstance(e, DelegationFinished)}
+    assert set(delegations) == set(paths)
+    for path, finished in delegations.items():
+        assert finished.cancelled, path
+        assert finished.error == f"Cancelled: {REASON}", path
+        # A record's usage covers its specialist and everything under it.
+        assert finished.usage.requests == len(paths) - paths.index(path) - 1, path
+    expected_attempts = 2 if policy == "retry" else 1
+    assert delegations[paths[-1]].attempts == expected_attempts
+    tools = [e.result.content for e in events if isinstance(e, ToolFinished)]
+    assert tools == ["tool 'delegate' was cancelled"] * len(names)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+async def test_delegator_run(
+    depth: int, policy: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    lead, pool, names = chain(depth)
+    model = chain_model(names, policy)
+    events: list[Event] = []
+    here = trio.lowlevel.current_task()
+    running: list[str] = []
+
+    async def busy() -> None:
+        await busy_for_a_while()
+        running.extend(task_names(here))
+
+    delegator = delegator_for(policy, lead, pool)
+    exc = await cut_off(
+        lambda: delegator.run("go", runner=runner_for(model), event_sink=events.append),
+        busy=busy,
+    )
+    bare(exc)
+    assert f"delegate lead/{'/'.join(names)}" in running  # the deepest specialist was working
+    assert task_names(here) == []
+    check_cut_off_tree(events, names, policy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+async def test_agent_with_a_delegating_executor(
+    depth: int, policy: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    lead, pool, names = chain(depth)
+    model = chain_model(names, policy)
+    events: list[Event] = []
+    executor = delegator_for(policy, lead, pool).executor(
+        runner=runner_for(model), event_sink=events.append
+    )
+    agent = Agent(
+        model,
+        name="lead",
+        instructions="lead",
+        tools=executor,
+        event_sink=events.append,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    bare(await cut_off(lambda: agent.run("go"), busy=busy_for_a_while))
+    check_cut_off_tree(events, names, policy, main=agent.last_result)
+    # The agent can run again (rule 3).
+    assert not agent.running
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_delegating_executor_execute(
+    policy: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    lead, pool, names = chain(2)
+    model = chain_model(names, policy)
+    executor = delegator_for(policy, lead, pool).executor(runner=runner_for(model))
+    call = ToolCallBlock(id="d1", name="delegate", arguments={"specialist": "s1", "subtask": "x"})
+    ctx = ToolContext(agent="lead", call=call)
+    bare(await cut_off(lambda: executor.execute(call, ctx), busy=busy_for_a_while))
+    (first, second) = executor.records()
+    assert first.cancelled and second.cancelled
+
+
+async def test_model_runner_run(autojump_clock: trio.testing.MockClock) -> None:
+    model = FunctionModel(lambda request: hang())
+    runner = ModelRunner(model)
+    bare(await cut_off(lambda: runner.run(AgentSpec(name="a"), "go")))
+    assert len(model.requests) == 1
+
+
+# --------------------------------------------------------------------------- orchestrator
+
+
+def hanging_agent() -> Agent:
+    return Agent(ScriptedModel([hang()] * 5), name="slow")
+
+
+def delegating_agent() -> Agent:
+    lead, pool, names = chain(3)
+    model = chain_model(names, "isolate")
+    executor = Delegator(lead, pool).executor(runner=ModelRunner(model))
+    return Agent(model, name="lead", instructions="lead", tools=executor)
+
+
+def system_of(factory: Callable[[], Agent] = hanging_agent) -> AgentOrchestrator:
+    orchestrator = AgentOrchestrator()
+    orchestrator.add_agent("a", factory)
+    return orchestrator
+
+
+@pytest.mark.parametrize("factory", [hanging_agent, delegating_agent], ids=["plain", "delegating"])
+async def test_orchestrator_open(factory: Callable[[], Agent]) -> None:
+    orchestrator = system_of(factory)
+    handles: list[Any] = []
+
+    async def work() -> None:
+        async with orchestrator.open() as system:
+            handle = await system.spawn("a")
+            handles.append(handle)
+            pending = handle.send_message_nowait("go")
+            handles.append(pending)
+            await pending.wait()
+
+    bare(await cut_off(work))
+    handle, pending = handles
+    assert handle.status is AgentStatus.CANCELLED
+    assert pending.done
+    with pytest.raises(AgentCancelled) as caught:
+        await pending.wait()
+    assert caught.value.reason == "cancelled from outside"
+    assert caught.value.result is not None  # the partial run, cut off
+    assert caught.value.result.stop_reason is StopReason.ABORTED
+
+
+async def test_handle_send_and_wait(autojump_clock: trio.testing.MockClock) -> None:
+    async with system_of(delegating_agent).open() as system:
+        handle = await system.spawn("a")
+        bare(await cut_off(lambda: handle.send_message("go")))
+        bare(await cut_off(lambda: handle.send_messages([UserMessage.text("go")])))
+        pending = handle.send_message_nowait("go")
+        bare(await cut_off(pending.wait))
+        bare(await cut_off(handle.wait_done))
+        bare(await cut_off(handle.aclose))  # waits for the queue to drain: it never does
+        system.cancel("done")
+
+
+async def test_system_spawn() -> None:
+    orchestrator = system_of()
+    async with orchestrator.open() as system:
+        bare(await cut_off_before(lambda: system.spawn("a")))
+        # trio ends a task whose start was cancelled: the agent ended, and can come back.
+        assert system.status("a") is AgentStatus.CANCELLED
+        assert system.running() == []
+        handle = await system.spawn("a")
+        assert handle.status is AgentStatus.RUNNING
+        system.cancel("done")
+
+
+async def test_handle_send_on_a_full_queue() -> None:
+    orchestrator = AgentOrchestrator(channel_buffer=1)
+    orchestrator.add_agent("a", hanging_agent)
+    async with orchestrator.open() as system:
+        handle = await system.spawn("a")
+        handle.send_message_nowait("served")
+        await trio.testing.wait_all_tasks_blocked()
+        handle.send_message_nowait("queued")
+        bare(await cut_off(lambda: handle.send_message("blocked by backpressure")))
+        system.cancel("done")
+
+
+# --------------------------------------------------------------------------- infrastructure
+
+
+async def test_subscription_waits() -> None:
+    log = EventLog()
+    subscription = log.subscribe()
+    bare(await cut_off(subscription.receive))
+    bare(await cut_off(lambda: subscription.__anext__()))
+
+    async def iterate() -> None:
+        async with log.subscribe() as sub:
+            async for _ in sub:
+                pass
+
+    bare(await cut_off(iterate))
+    with trio.CancelScope() as scope:
+        scope.cancel(reason=REASON)
+        await subscription.aclose()  # closing never waits, so it is never cut off
+    assert log.subscribers == 0
+
+
+async def test_rate_limiter_acquire() -> None:
+    limiter = RateLimiter(max_concurrent=1)
+
+    async def second() -> None:
+        async with limiter.acquire():
+            raise AssertionError("the limiter let a second holder in")
+
+    async with limiter.acquire():
+        bare(await cut_off(second))
+    assert limiter.statistics().waiting == 0
+
+
+async def test_rate_limited_model() -> None:
+    inner = FunctionModel(lambda request: hang())
+    limited = RateLimitedModel(inner, RateLimiter(max_concurrent=1))
+    bare(await cut_off(lambda: limited.request(REQUEST)))
+
+    async def stream() -> None:
+        async with limited.stream(REQUEST) as events:
+            async for _ in events:
+                pass
+
+    bare(await cut_off(stream))
+    assert len(inner.requests) == 2
+
+
+# --------------------------------------------------------------------------- test doubles
+
+
+def _models() -> dict[str, Callable[[], Any]]:
+    return {
+        "ScriptedModel": lambda: ScriptedModel([hang()]),
+        "FunctionModel": lambda: FunctionModel(lambda request: hang()),
+        "FaultyModel": lambda: FaultyModel(
+            ScriptedModel(["unused"]), FaultPlan(at={0: Fault.hang()})
+        ),
+        "WorkModel": lambda: WorkModel(),
+    }
+
+
+WORK_REQUEST = ModelRequest(messages=[UserMessage.text("hang")])
+
+
+@pytest.mark.parametrize("name", sorted(_models()))
+async def test_test_double_request_and_stream(name: str) -> None:
+    bare(await cut_off(lambda: _models()[name]().request(WORK_REQUEST)))
+
+    async def stream() -> None:
+        async with _models()[name]().stream(WORK_REQUEST) as events:
+            async for _ in events:
+                pass
+
+    bare(await cut_off(stream))
+
+
+# --------------------------------------------------------------------------- providers
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_provider_request_and_stream(provider: str) -> None:
+    pytest.importorskip(provider)
+    from fake_llm_server import Reply, open_fake_llm_server, sse_data, sse_events
+
+    async with open_fake_llm_server() as server:
+        if provider == "openai":
+            from trio_agents.models.openai import OpenAIModel
+
+            def make() -> Any:
+                return OpenAIModel("gpt-test", base_url=server.url + "/v1", api_key="k")
+
+            first_event = sse_data(
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "gpt-test",
+                    "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+                },
+                done=False,
+            )
+        else:
+            from trio_agents.models.anthropic import AnthropicModel
+
+            def make() -> Any:
+                return AnthropicModel("claude-test", base_url=server.url, api_key="k")
+
+            first_event = sse_events(
+                (
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "m",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": "claude-test",
+                            "content": [],
+                            "stop_reason": None,
+                            "usage": {"input_tokens": 1, "output_tokens": 0},
+                        },
+                    },
+                )
+            )
+        with trio.fail_after(30):  # real sockets: a hang here is a failure, not a stuck suite
+            model = make()
+            async with model:
+                server.queue(Reply(hang_after=0))
+                bare(await cut_off(lambda: model.request(REQUEST), busy=server.hanging.wait))
+                await server.disconnected.wait()
+                server.hanging = trio.Event()
+                server.disconnected = trio.Event()
+                server.queue(Reply(sse=first_event, hang_after=1))
+
+                async def stream() -> None:
+                    async with model.stream(REQUEST) as events:
+                        async for _ in events:
+                            pass
+
+                bare(await cut_off(stream, busy=server.hanging.wait))
+                await server.disconnected.wait()
+
+            async def block() -> None:
+                async with make():
+                    await trio.sleep_forever()
+
+            bare(await cut_off(block))
+            assert len(server.requests) == 2
+
+
+# --------------------------------------------------------------------------- the inventory
+
+MODULES = (
+    "trio_agents",
+    "trio_agents.testing",
+    "trio_agents.models",
+    "trio_agents.models.openai",
+    "trio_agents.models.anthropic",
+)
+
+# Every async entry point and the case(s) that cut it off. Protocols (Model, ToolExecutor,
+# AgentRunner) are covered through the library's implementations of them.
+COVERED: dict[str, tuple[str, ...]] = {
+    "Agent.run": (
+        "test_agent_run_mid_model_call",
+        "test_agent_run_mid_parallel_tools",
+        "test_agent_run_with_a_tool_that_lets_a_group_out",
+        "test_agent_run_with_a_model_that_lets_a_group_out",
+        "test_agent_with_a_delegating_executor",
+    ),
+    "Model.request": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
+    "Model.stream": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
+    "Tool.call": ("test_tool_call_and_toolset_execute",),
+    "ToolExecutor.execute": ("test_tool_call_and_toolset_execute",),
+    "Toolset.execute": ("test_tool_call_and_toolset_execute",),
+    "execute_tool_calls": ("test_execute_tool_calls_with_parallel_calls",),
+    "Delegator.run": ("test_delegator_run",),
+    "DelegatingExecutor.execute": (
+        "test_delegating_executor_execute",
+        "test_agent_with_a_delegating_executor",
+    ),
+    "AgentRunner.run": ("test_model_runner_run",),
+    "ModelRunner.run": ("test_model_runner_run", "test_delegator_run"),
+    "AgentOrchestrator.open": ("test_orchestrator_open",),
+    "AgentSystem.spawn": ("test_system_spawn",),
+    "AgentHandle.send_message": ("test_handle_send_and_wait", "test_handle_send_on_a_full_queue"),
+    "AgentHandle.send_messages": ("test_handle_send_and_wait",),
+    "AgentHandle.wait_done": ("test_handle_send_and_wait",),
+    "AgentHandle.aclose": ("test_handle_send_and_wait",),
+    "PendingReply.wait": ("test_handle_send_and_wait", "test_orchestrator_open"),
+    "Subscription.receive": ("test_subscription_waits",),
+    "Subscription.__anext__": ("test_subscription_waits",),
+    "Subscription.__aenter__": ("test_subscription_waits",),
+    "Subscription.aclose": ("test_subscription_waits",),
+    "RateLimiter.acquire": ("test_rate_limiter_acquire",),
+    "RateLimitedModel.request": ("test_rate_limited_model",),
+    "RateLimitedModel.stream": ("test_rate_limited_model",),
+    "ScriptedModel.request": ("test_test_double_request_and_stream",),
+    "ScriptedModel.stream": ("test_test_double_request_and_stream",),
+    "FunctionModel.request": ("test_test_double_request_and_stream",),
+    "FunctionModel.stream": ("test_test_double_request_and_stream",),
+    "FaultyModel.request": ("test_test_double_request_and_stream",),
+    "FaultyModel.stream": ("test_test_double_request_and_stream",),
+    "WorkModel.request": ("test_test_double_request_and_stream",),
+    "WorkModel.stream": ("test_test_double_request_and_stream",),
+    "FaultyTool.execute": ("test_faulty_tool_execute",),
+    "OpenAIModel.request": ("test_provider_request_and_stream",),
+    "OpenAIModel.stream": ("test_provider_request_and_stream",),
+    "OpenAIModel.__aenter__": ("test_provider_request_and_stream",),
+    "AnthropicModel.request": ("test_provider_request_and_stream",),
+    "AnthropicModel.stream": ("test_provider_request_and_stream",),
+    "AnthropicModel.__aenter__": ("test_provider_request_and_stream",),
+}
+
+
+def _is_async(fn: object) -> bool:
+    """A coroutine function, an async generator function, or a function annotated to return
+    an async context manager (``Model.stream``, ``RateLimiter.acquire``)."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True
+    returns = getattr(fn, "__annotations__", {}).get("return")
+    return returns is not None and "AsyncContextManager" in str(returns)
+
+
+def async_entry_points() -> set[str]:
+    found: set[str] = set()
+    for module_name in MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an optional extra that is not installed
+            continue
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                if not obj.__module__.startswith("trio_agents"):
+                    continue
+                for attr in dir(obj):
+                    if attr.startswith("_") and attr not in ("__aenter__", "__anext__"):
+                        continue
+                    raw = inspect.getattr_static(obj, attr)
+                    fn = raw.__func__ if isinstance(raw, classmethod | staticmethod) else raw
+                    if _is_async(fn) or _is_async(getattr(fn, "__wrapped__", None)):
+                        found.add(f"{name}.{attr}")
+            elif callable(obj) and (_is_async(obj) or _is_async(getattr(obj, "__wrapped__", None))):
+                found.add(name)
+    return found
+
+
+def test_every_async_entry_point_has_a_case() -> None:
+    found = async_entry_points()
+    optional = {n for n in COVERED if n.split(".")[0] in ("OpenAIModel", "AnthropicModel")}
+    missing = sorted(found - set(COVERED))
+    assert not missing, f"async entry points without an outside-cancellation case: {missing}"
+    stale = sorted(set(COVERED) - found - optional)
+    assert not stale, f"cases for names that are no longer exported: {stale}"
+    for name, tests in COVERED.items():
+        for test_name in tests:
+            assert callable(globals().get(test_name)), f"{name}: no test named {test_name}"
+
+
+def test_the_inventory_sees_a_new_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trio_agents
+
+    async def new_entry_point() -> None:
+        """Added without a case."""
+
+    monkeypatch.setattr(trio_agents, "new_entry_point", new_entry_point, raising=False)
+    monkeypatch.setattr(trio_agents, "__all__", [*trio_agents.__all__, "new_entry_point"])
+    assert "new_entry_point" in async_entry_points() - set(COVERED)
