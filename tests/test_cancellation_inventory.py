@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_agents import (
     Agent,
@@ -57,6 +59,7 @@ from trio_agents import (
     execute_tool_calls,
     tool,
 )
+from trio_agents._cancel import only_cancelled, reraise_cancelled
 from trio_agents.testing import (
     Fault,
     FaultPlan,
@@ -752,3 +755,64 @@ def test_the_inventory_sees_a_new_entry_point(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(trio_agents, "new_entry_point", new_entry_point, raising=False)
     monkeypatch.setattr(trio_agents, "__all__", [*trio_agents.__all__, "new_entry_point"])
     assert "new_entry_point" in async_entry_points() - set(COVERED)
+
+
+# --------------------------------------------------------------------------- the unwrapping rule
+
+
+def _cancelled_instances(count: int) -> list[trio.Cancelled]:
+    """Real trio.Cancelled exceptions (trio makes them; they cannot be built directly)."""
+
+    async def collect() -> list[trio.Cancelled]:
+        found: list[trio.Cancelled] = []
+        for _ in range(count):
+            with trio.CancelScope() as scope:
+                scope.cancel(reason=REASON)
+                try:
+                    await trio.lowlevel.checkpoint()
+                except trio.Cancelled as exc:
+                    found.append(exc)
+        return found
+
+    return trio.run(collect)
+
+
+CANCELLED = _cancelled_instances(3)
+
+leaves = st.one_of(
+    st.sampled_from(CANCELLED),
+    st.builds(ValueError, st.just("boom")),
+    st.builds(KeyboardInterrupt),
+)
+trees = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, min_size=1, max_size=3).map(
+        lambda exceptions: BaseExceptionGroup("nursery", exceptions)
+    ),
+    max_leaves=8,
+)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+@given(trees)
+def test_a_group_unwraps_to_its_first_cancelled_only_when_it_holds_nothing_else(
+    tree: BaseException,
+) -> None:
+    found = _leaves(tree)
+    expected = found[0] if all(isinstance(e, trio.Cancelled) for e in found) else None
+    assert only_cancelled(tree) is expected
+    if not isinstance(tree, BaseExceptionGroup):
+        return
+    if expected is None:
+        reraise_cancelled(tree)  # returns: the caller re-raises the group
+        return
+    context = expected.__context__
+    with pytest.raises(trio.Cancelled) as caught:
+        reraise_cancelled(tree)
+    assert caught.value is expected
+    assert caught.value.__context__ is context  # not the group that held it
