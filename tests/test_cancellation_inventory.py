@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -385,6 +386,72 @@ async def test_agent_with_a_delegating_executor(
     assert not agent.running
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+async def test_delegator_run_cut_off_in_a_retry_backoff(
+    depth: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The deepest specialist failed at t=0 and waits out its 2 s backoff: cut off at t=1.
+    lead, pool, names = chain(depth)
+    model = chain_model(names, "retry")
+    events: list[Event] = []
+    delegator = delegator_for("retry", lead, pool)
+    exc = await cut_off(
+        lambda: delegator.run("go", runner=runner_for(model), event_sink=events.append),
+        busy=partial(trio.sleep, 1),
+    )
+    bare(exc)
+    deepest = next(e for e in events if isinstance(e, DelegationFinished))
+    assert deepest.agent == "/".join(["lead", *names])
+    assert deepest.cancelled
+    assert deepest.attempts == 1
+    runs = [e.result.stop_reason for e in events if isinstance(e, RunFinished)]
+    # The deepest's one attempt failed (ERROR); every caller above it was cut off.
+    assert runs == [StopReason.ERROR] + [StopReason.ABORTED] * depth
+
+
+def fan_out_model() -> FunctionModel:
+    """lead -> (a, b) in parallel; a -> (c, d) in parallel; b, c and d hang."""
+    fans = {"lead": ("a", "b"), "a": ("c", "d")}
+
+    def respond(request: ModelRequest) -> FunctionResult:
+        who = request.system or ""
+        if who in fans and isinstance(request.messages[-1], UserMessage):
+            first, second = fans[who]
+            return tool_call("delegate", {"specialist": first, "subtask": "x"}) + tool_call(
+                "delegate", {"specialist": second, "subtask": "y"}
+            )
+        return hang()
+
+    return FunctionModel(respond, model_id="team")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_delegator_run_with_parallel_delegations(
+    policy: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    pool = [
+        AgentSpec(name=n, instructions=n, tools=("delegate",) if n == "a" else ()) for n in "abcd"
+    ]
+    lead = AgentSpec(name="lead", instructions="lead")
+    events: list[Event] = []
+    delegator = delegator_for(policy, lead, pool)
+    exc = await cut_off(
+        lambda: delegator.run("go", runner=runner_for(fan_out_model()), event_sink=events.append),
+        busy=busy_for_a_while,
+    )
+    bare(exc)
+    runs = {e.agent: e.result.stop_reason for e in events if isinstance(e, RunFinished)}
+    assert runs == dict.fromkeys(
+        ["lead", "lead/a", "lead/b", "lead/a/c", "lead/a/d"], StopReason.ABORTED
+    )
+    finished = {e.agent: e.error for e in events if isinstance(e, DelegationFinished)}
+    assert finished == dict.fromkeys(
+        ["lead/a", "lead/b", "lead/a/c", "lead/a/d"], f"Cancelled: {REASON}"
+    )
+    tools = [e.result.content for e in events if isinstance(e, ToolFinished)]
+    assert tools == ["tool 'delegate' was cancelled"] * 4
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 async def test_delegating_executor_execute(
     policy: str, autojump_clock: trio.testing.MockClock
@@ -460,6 +527,34 @@ async def test_handle_send_and_wait(autojump_clock: trio.testing.MockClock) -> N
         bare(await cut_off(handle.wait_done))
         bare(await cut_off(handle.aclose))  # waits for the queue to drain: it never does
         system.cancel("done")
+
+
+async def test_delegation_to_a_live_agent(autojump_clock: trio.testing.MockClock) -> None:
+    # Cutting off the caller abandons the request; the live agent is not the caller's child
+    # and keeps serving (delegation rule 22).
+    def slow(request: ModelRequest) -> FunctionResult:
+        return text("live done", delay=100)
+
+    orchestrator = AgentOrchestrator()
+    orchestrator.add_agent("live", lambda: Agent(FunctionModel(slow), name="live"))
+    async with orchestrator.open() as system:
+        handle = await system.spawn("live")
+        lead = AgentSpec(name="lead", instructions="lead")
+        model = FunctionModel(
+            lambda request: tool_call("delegate", {"specialist": "live", "subtask": "x"})
+        )
+        events: list[Event] = []
+        delegator = Delegator(lead, {}, handles={"live": handle})
+        exc = await cut_off(
+            lambda: delegator.run("go", runner=ModelRunner(model), event_sink=events.append),
+            busy=busy_for_a_while,
+        )
+        bare(exc)
+        (finished,) = [e for e in events if isinstance(e, DelegationFinished)]
+        assert finished.cancelled
+        assert handle.status is AgentStatus.RUNNING
+        await handle.aclose()  # the abandoned request is served to the end
+        assert handle.statistics().requests_served == 1
 
 
 async def test_system_spawn() -> None:
@@ -662,7 +757,12 @@ COVERED: dict[str, tuple[str, ...]] = {
     "ToolExecutor.execute": ("test_tool_call_and_toolset_execute",),
     "Toolset.execute": ("test_tool_call_and_toolset_execute",),
     "execute_tool_calls": ("test_execute_tool_calls_with_parallel_calls",),
-    "Delegator.run": ("test_delegator_run",),
+    "Delegator.run": (
+        "test_delegator_run",
+        "test_delegator_run_cut_off_in_a_retry_backoff",
+        "test_delegator_run_with_parallel_delegations",
+        "test_delegation_to_a_live_agent",
+    ),
     "DelegatingExecutor.execute": (
         "test_delegating_executor_execute",
         "test_agent_with_a_delegating_executor",
