@@ -133,13 +133,20 @@ class RunTimeout(AgentError):
 
 
 class AgentCancelled(AgentError):
-    """The agent was cancelled (by its owner, its supervisor, or a shutdown) before it replied."""
+    """The agent was cancelled (by its owner, its supervisor tree, or a shutdown) before it replied.
+
+    A request whose run the supervisor tree cuts short gets it at that moment, before any
+    decision or backoff; :attr:`reason` says why and :attr:`result` holds the partial run.
+    """
 
     def __init__(self, message: str = "", *, reason: str = "", result: AgentResult | None = None):
         super().__init__(
             message or f"agent cancelled: {reason or 'no reason given'}", result=result
         )
         self.reason: str = reason
+        """Why, in a few words. Agents named in it are named by path, e.g.
+        ``"sibling 'lead/b' is restarting"`` or ``"agent 'lead/w' failed and its failure
+        escalated to 'lead'"`` (the list is on the docs page "Supervision", "Reasons")."""
 
 
 class AgentStopped(AgentError):
