@@ -181,6 +181,35 @@ async def test_a_parents_own_request_is_answered_when_its_childs_escalation_tear
         assert trio.current_time() == 30.0
 
 
+async def test_a_failed_requests_reply_comes_before_the_decision() -> None:
+    events: list[Event] = []
+    orch = AgentOrchestrator(
+        supervisor=DefaultSupervisor(), backoff=Backoff.none(), event_sink=events.append
+    )
+    orch.add_agent("a", worker("a"))
+    async with orch.open() as system:
+        a = await system.spawn("a")
+        with pytest.raises(ModelOverloaded):
+            await a.send_message("fail")
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.status is AgentStatus.RUNNING  # restarted by now
+    lifecycle = {
+        "request_received",
+        "request_replied",
+        "agent_failed",
+        "supervisor_decided",
+        "agent_restarted",
+    }
+    kinds = [e.kind for e in events if e.kind in lifecycle]
+    assert kinds == [
+        "request_received",
+        "request_replied",  # the caller has its error ...
+        "agent_failed",  # ... before the supervisor is asked
+        "supervisor_decided",
+        "agent_restarted",
+    ]
+
+
 # --------------------------------------------------------------------------- escalated queues
 
 
@@ -350,12 +379,14 @@ def test_child_failed_is_described_alike_by_help_and_the_docs_page() -> None:
 @st.composite
 def teardowns(draw: st.DrawFn) -> dict[str, Any]:
     """A parent ``p`` with 1-4 children (some with a grandchild), requests in flight and
-    queued here and there, and one failure: of a child, or of ``p`` itself."""
+    queued here and there, and one failure: of a child (restarted, or escalated into ``p``,
+    which restarts), or of ``p`` itself."""
     strategy = draw(st.sampled_from(list(RestartStrategy)))
     count = draw(st.integers(min_value=1, max_value=4))
     children = [f"c{i}" for i in range(count)]
     grandchild = {c: draw(st.booleans()) for c in children}
     failing = draw(st.sampled_from(["p", *children]))
+    escalates = failing != "p" and draw(st.booleans())
     busy = {}
     for name in ["p", *children, *(f"{c}g" for c in children if grandchild[c])]:
         if name == failing:
@@ -367,6 +398,7 @@ def teardowns(draw: st.DrawFn) -> dict[str, Any]:
         "children": children,
         "grandchild": grandchild,
         "failing": failing,
+        "escalates": escalates,
         "busy": busy,
     }
 
@@ -375,7 +407,9 @@ def _torn_down(case: dict[str, Any]) -> set[str]:
     """The agents the failure tears down (they restart), the failing one aside."""
     children: list[str] = case["children"]
     failing: str = case["failing"]
-    if failing == "p":
+    if case["escalates"]:
+        down = {"p", *children}  # p fails and restarts: everything under it comes back
+    elif failing == "p":
         down = set(children)
     else:
         index = children.index(failing)
@@ -387,7 +421,8 @@ def _torn_down(case: dict[str, Any]) -> set[str]:
         else:
             down = set()
         down.add(failing)  # its own children go down with it
-    return down | {f"{c}g" for c in down if case["grandchild"][c]} - {failing}
+    grandchildren = {f"{c}g" for c in down if c != "p" and case["grandchild"][c]}
+    return (down | grandchildren) - {failing}
 
 
 @settings(max_examples=60)
@@ -397,15 +432,17 @@ def test_every_request_outstanding_at_a_teardown_gets_one_reply_at_the_teardown(
 ) -> None:
     async def main() -> None:
         events: list[Event] = []
-        orch = AgentOrchestrator(
-            supervisor=DefaultSupervisor(), backoff=BACKOFF_30, event_sink=events.append
-        )
+        failing: str = case["failing"]
+        if case["escalates"]:  # the failing child escalates, p (failed with it) restarts
+            policy: Any = Always(SupervisorAction.RESTART, **{failing: SupervisorAction.ESCALATE})
+        else:
+            policy = DefaultSupervisor()
+        orch = AgentOrchestrator(supervisor=policy, backoff=BACKOFF_30, event_sink=events.append)
         orch.add_agent("p", worker("p"), strategy=case["strategy"])
         for child in case["children"]:
             orch.add_child(child, "p", worker(child))
             if case["grandchild"][child]:
                 orch.add_child(f"{child}g", child, worker(f"{child}g"))
-        failing: str = case["failing"]
         down = _torn_down(case)
         async with orch.open() as system:
             handles = {name: await system.spawn(name) for name in orch.names()}
@@ -441,7 +478,7 @@ def test_every_request_outstanding_at_a_teardown_gets_one_reply_at_the_teardown(
             await trio.sleep(30)  # the backoff: the torn-down agents come back
             await trio.testing.wait_all_tasks_blocked()
             for name, pendings in queued.items():
-                if name in down or name == failing:
+                if name in down or name == failing or case["escalates"]:
                     for pending in pendings:
                         assert (await pending.wait()).final_text.startswith(f"{name}:q")
                 else:  # still behind a request that hangs
