@@ -30,6 +30,7 @@ from trio_agents import (
     AgentOrchestrator,
     AgentStatus,
     AgentStopped,
+    AgentSuspended,
     AuthenticationError,
     Backoff,
     ChildFailed,
@@ -305,8 +306,9 @@ async def test_siblings_torn_down_by_an_escalation_to_the_root_name_the_sibling(
 
 async def test_siblings_torn_down_by_an_escalation_inside_the_tree_name_the_sibling() -> None:
     # w1 escalates into r's nursery; r is restarted. w2, torn down with it, names w1.
+    events: list[Event] = []
     policy = Always(SupervisorAction.RESTART, w1=SupervisorAction.ESCALATE)
-    orch = AgentOrchestrator(supervisor=policy, backoff=Backoff.none())
+    orch = AgentOrchestrator(supervisor=policy, backoff=Backoff.none(), event_sink=events.append)
     orch.add_agent("r", worker("r"))
     for name in ("w1", "w2"):
         orch.add_child(name, "r", worker(name))
@@ -319,7 +321,10 @@ async def test_siblings_torn_down_by_an_escalation_inside_the_tree_name_the_sibl
             await system.handle("w1").send_message("fail")
         await trio.testing.wait_all_tasks_blocked()  # the reply comes before the decision
         error = await _cancelled_now(serving)
-        assert error.reason == "agent 'r/w1' failed and its failure escalated to 'r'"
+        because = "agent 'r/w1' failed and its failure escalated to 'r'"
+        assert error.reason == because
+    suspended = [e.reason for e in events if isinstance(e, AgentSuspended) and e.agent == "r/w2"]
+    assert suspended[:1] == [because]
 
 
 # --------------------------------------------------------------------------- ChildFailed
