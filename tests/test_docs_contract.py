@@ -517,10 +517,16 @@ async def test_the_default_supervisor_stops_a_parent_whose_child_escalated() -> 
     orch.add_child("w2", "r", echo_factory("w2"))
     async with orch.open() as system:
         handles = {name: await system.spawn(name) for name in orch.names()}
-        waiting = handles["w2"].send_message_nowait("hang")
+        serving = handles["w2"].send_message_nowait("hang")
+        waiting = handles["w2"].send_message_nowait("later")
         await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(ModelOverloaded):  # limit 0: the failure escalates at once
             await handles["w1"].send_message("fail")
+        # w1's escalation tears w2 down: its run is answered then, naming w1
+        with pytest.raises(
+            AgentCancelled, match="agent 'lead/r/w1' failed and its failure escalated to 'lead/r'"
+        ):
+            await serving.wait()
         # r fails with ChildFailed, which is not retryable: the default policy stops r
         with pytest.raises(AgentStopped, match="stopped with its parent 'lead/r'"):
             await waiting.wait()

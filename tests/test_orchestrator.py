@@ -447,6 +447,8 @@ async def test_stop_fails_queued_requests_with_agent_stopped() -> None:
         handle = await system.spawn("a")
         kid = await system.spawn("kid")
         kid_pending = kid.send_message_nowait("hang")
+        kid_queued = kid.send_message_nowait("later")
+        await trio.testing.wait_all_tasks_blocked()
         failing = handle.send_message_nowait("fatal")
         queued = [handle.send_message_nowait(f"q{i}") for i in range(3)]
         with pytest.raises(AuthenticationError):
@@ -455,8 +457,11 @@ async def test_stop_fails_queued_requests_with_agent_stopped() -> None:
             with pytest.raises(AgentStopped) as info:
                 await pending.wait()
             assert isinstance(info.value.__cause__, AuthenticationError)
-        with pytest.raises(AgentStopped):
+        # the kid's run was cut short when its parent failed: answered then, as cancelled
+        with pytest.raises(AgentCancelled, match="parent 'a' failed"):
             await kid_pending.wait()
+        with pytest.raises(AgentStopped, match="stopped with its parent 'a'"):
+            await kid_queued.wait()
         with pytest.raises(AgentStopped):
             await handle.send_message("late")
         assert handle.status is AgentStatus.FAILED
@@ -562,7 +567,7 @@ async def test_restarted_parent_brings_its_children_back_and_keeps_their_queues(
         await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(ModelOverloaded):
             await p.send_message("fail")
-        with pytest.raises(AgentCancelled, match="parent 'p' ended"):
+        with pytest.raises(AgentCancelled, match="parent 'p' failed"):
             await in_flight.wait()
         assert (await queued.wait()).final_text == "c:later#1"
         assert c.statistics().incarnation == 2

@@ -17,6 +17,7 @@ from ._delegation import (
 from ._errors import (
     AgentCancelled,
     AgentError,
+    AgentEscalated,
     AgentStopped,
     AlreadyRunningError,
     AuthenticationError,
@@ -152,6 +153,7 @@ __all__ = [
     # errors
     "AgentCancelled",
     "AgentError",
+    "AgentEscalated",
     "AgentStopped",
     "AlreadyRunningError",
     "AuthenticationError",

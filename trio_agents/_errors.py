@@ -133,24 +133,70 @@ class RunTimeout(AgentError):
 
 
 class AgentCancelled(AgentError):
-    """The agent was cancelled (by its owner, its supervisor, or a shutdown) before it replied."""
+    """The agent was cancelled (by its owner, its supervisor tree, or a shutdown) before it replied.
+
+    A request whose run the supervisor tree cuts short gets it at that moment, before any
+    decision or backoff; :attr:`reason` says why and :attr:`result` holds the partial run.
+    """
 
     def __init__(self, message: str = "", *, reason: str = "", result: AgentResult | None = None):
         super().__init__(
             message or f"agent cancelled: {reason or 'no reason given'}", result=result
         )
         self.reason: str = reason
+        """Why, in a few words. Agents named in it are named by path, e.g.
+        ``"sibling 'lead/b' is restarting"`` or ``"agent 'lead/w' failed and its failure
+        escalated to 'lead'"`` (the list is on the docs page "Supervision", "Reasons")."""
 
 
 class AgentStopped(AgentError):
     """The agent was stopped by its supervisor or closed; it takes no more requests."""
 
 
+class AgentEscalated(AgentStopped):
+    """The agent failed and its supervisor escalated the failure; it takes no more requests.
+
+    The reply to every request still waiting in the queue of an agent whose failure escalated
+    (when the agent ends, because a supervisor further up stopped it or the failure reached
+    the root), and the error a later send raises. The failure is the ``__cause__`` (and
+    :attr:`failure`); :attr:`path` is the agent's path. Not retryable: the agent has ended.
+    A subclass of :class:`AgentStopped`, so ``except AgentStopped`` still catches every "this
+    agent takes no more requests".
+    """
+
+    def __init__(self, path: str, failure: BaseException, *, escalated_to: str = "") -> None:
+        to = f"to {escalated_to!r}" if escalated_to else "to the root"
+        super().__init__(
+            f"agent {path!r} failed and its failure escalated {to}: "
+            f"{type(failure).__name__}: {failure}"
+        )
+        self.path: str = path
+        """Path of the agent whose failure escalated."""
+        self.failure: BaseException = failure
+        """The failure that escalated (also the ``__cause__``)."""
+        self.__cause__ = failure
+
+
 class ChildFailed(AgentError):
     """A supervised agent's failure escalated to its supervisor.
 
-    The original error is the ``__cause__``; :attr:`path` names the agent that failed, from
-    the top of the tree (``"lead/researcher/worker"``).
+    Raised by the failing agent into its parent's supervisor nursery, where it becomes the
+    parent's failure; one is added at every level the failure passes, each the ``__cause__`` of
+    the next, ending at the original error. The three attributes, at every level:
+
+    * :attr:`path` -- the path of the agent whose failure escalated at this level: the child
+      of the agent that now fails with this error (at the root, the top-level agent).
+    * :attr:`origin` -- the path of the agent where the failure started; the same at every
+      level.
+    * :attr:`original` -- the error that started it (the end of the ``__cause__`` chain); the
+      same at every level.
+
+    Example: ``worker`` (path ``lead/researcher/worker``) fails with ``AuthenticationError``
+    and every policy escalates. The policy is asked about ``researcher`` with a
+    ``ChildFailed`` whose ``path`` is ``"lead/researcher/worker"``, then about ``lead`` with one
+    whose ``path`` is ``"lead/researcher"``, and the system's ``async with`` raises one whose
+    ``path`` is ``"lead"``. All three have ``origin == "lead/researcher/worker"`` and the
+    ``AuthenticationError`` as ``original``.
     """
 
     def __init__(self, path: str, cause: BaseException) -> None:
@@ -162,11 +208,12 @@ class ChildFailed(AgentError):
         # The message names only the origin, so it stays short however deep the tree is.
         super().__init__(f"agent {path!r} failed{where}: {type(original).__name__}: {original}")
         self.path: str = path
-        """The agent whose supervisor received this failure."""
+        """The path of the agent whose failure escalated at this level (the failing agent's
+        child that raised it; at the root, the top-level agent)."""
         self.origin: str = origin
-        """The path of the agent where the failure started."""
+        """The path of the agent where the failure started (the same at every level)."""
         self.original: BaseException = original
-        """The error that started it (the end of the ``__cause__`` chain)."""
+        """The error that started it: the end of the ``__cause__`` chain."""
         self.__cause__ = cause
 
 

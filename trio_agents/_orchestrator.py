@@ -10,8 +10,10 @@ The rules are on the docs page "Supervision"; in short:
 
 * Each running agent is one task that serves its bounded request channel and owns a nursery
   for its children. The channel belongs to the *name*: a restarted agent serves the same queue.
-* Every request gets exactly one reply: the result, the agent's error, ``AgentStopped`` or
-  ``AgentCancelled``.
+* Every request gets exactly one reply: the result, the agent's error, ``AgentStopped``,
+  ``AgentEscalated`` or ``AgentCancelled``. A request whose run is cut short by the tree is
+  answered at once (``AgentCancelled``, with the reason), before anyone decides what happens
+  next; the requests still queued wait for that decision.
 * A failure (an exception from :meth:`Agent.run`, the factory, or an escalated child) is shown
   to the supervisor policy of the agent's parent. RESTART rebuilds the agent from its factory
   after the backoff; STOP ends it and its subtree with status failed; ESCALATE raises
@@ -22,7 +24,6 @@ The rules are on the docs page "Supervision"; in short:
 
 from __future__ import annotations
 
-import copy
 import enum
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,6 +37,7 @@ from ._agent import Agent
 from ._errors import (
     AgentCancelled,
     AgentError,
+    AgentEscalated,
     AgentStopped,
     ChildFailed,
     InvalidArgumentError,
@@ -184,7 +186,7 @@ class AgentSuspended(Event):
 
     kind: ClassVar[str] = "agent_suspended"
     reason: str
-    """Why it was stopped."""
+    """Why it was stopped; agents named in it are named by path (``"parent 'lead' failed"``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -527,12 +529,12 @@ class _Cell:
         "done",
         "end_error",
         "entry",
+        "escalation",
         "exited",
         "failure",
         "final_result",
         "history",
         "incarnation",
-        "interrupted",
         "name",
         "nursery",
         "parent",
@@ -578,9 +580,9 @@ class _Cell:
         self.end_error: BaseException | None = None
         self.final_result: AgentResult | None = None
         self.current: _Request | None = None
-        # In flight when torn down by its supervisor tree (fate pending), with the reply it
-        # gets if it comes back.
-        self.interrupted: tuple[_Request, AgentCancelled] | None = None
+        # Set when a child's failure escalates into this agent's nursery (the reason its
+        # other children and its own run are torn down), until its next incarnation.
+        self.escalation: str | None = None
         # These two are replaced, never changed in place: empty, they are the shared ``()``
         # rather than two lists per cell and a new one per incarnation.
         self.restart_after: Sequence[_Cell] = ()  # younger siblings to start once this serves
@@ -693,7 +695,12 @@ class AgentHandle:
 
     @property
     def status(self) -> AgentStatus:
-        """The agent's status now."""
+        """The agent's status now.
+
+        The request an agent was serving when it failed is answered before its supervisor
+        decides, so right after that error is raised to the caller this may still say
+        :attr:`~AgentStatus.RUNNING`; the decision follows as soon as the agent's task runs.
+        """
         status = self._cell.status
         assert status is not None
         return status
@@ -725,7 +732,11 @@ class AgentHandle:
         return self._cell.agent
 
     async def send_message(self, text: str) -> AgentResult:
-        """Send a user message and wait for the reply (the agent's error is raised)."""
+        """Send a user message and wait for the reply (the agent's error is raised).
+
+        The lifecycle errors it may raise — :class:`AgentCancelled`, :class:`AgentStopped`,
+        :class:`AgentEscalated` — are described on the docs page "Supervision".
+        """
         # Built here, so there is nothing for _check_messages to check.
         return await self._send((UserMessage.text(text),))
 
@@ -983,7 +994,7 @@ class AgentSystem:
                 # fate is decided by that ancestor (come back, or be finalized).
                 cell.status = AgentStatus.RESTARTING
                 if not self._closing:
-                    reason = "its supervisor tree was torn down"
+                    reason = self._teardown_reason(cell)
                     self._emit(AgentSuspended, cell.path, reason=reason)
             cell.exited.set()
             cell.scope = None
@@ -1016,9 +1027,7 @@ class AgentSystem:
         if agent.event_sink is None:
             agent.event_sink = self._sink
         cell.agent = agent
-        if cell.interrupted is not None:
-            (request, error), cell.interrupted = cell.interrupted, None
-            self._reply(cell, request, None, error)
+        cell.escalation = None
         try:
             async with trio.open_nursery() as nursery:
                 cell.nursery = nursery
@@ -1107,12 +1116,10 @@ class AgentSystem:
             try:
                 result = await agent.run(request.messages)
             except trio.Cancelled:
-                if cell.command in (_Command.CANCEL, _Command.STOP):
-                    self._reply(cell, request, None, self._interrupted(cell))
-                else:
-                    # Torn down by its supervisor tree; the reply depends on what happens
-                    # next (comes back: AgentCancelled; stopped: AgentStopped; …).
-                    cell.interrupted = (request, self._interrupted(cell))
+                # Cancelled, stopped, or torn down by its supervisor tree (to come back after
+                # a backoff, or to end): the run is over either way, so the caller learns it
+                # now, not when the agent's fate is decided.
+                self._reply(cell, request, None, self._interrupted(cell))
                 raise
             except Exception as exc:
                 self._reply(cell, request, None, exc)
@@ -1153,13 +1160,19 @@ class AgentSystem:
     def _interrupted(self, cell: _Cell) -> AgentCancelled:
         """The reply for a request whose run was cancelled, with the partial result."""
         partial = cell.agent.last_result if cell.agent is not None else None
+        return AgentCancelled(reason=self._teardown_reason(cell), result=partial)
+
+    def _teardown_reason(self, cell: _Cell) -> str:
+        """Why ``cell``'s task is being cancelled: the nearest command or escalation above it
+        (itself included), else the system's cancel reason."""
         node: _Cell | None = cell
         while node is not None:
             if node.command is not None:
-                reason = node.command_reason or node.command.value
-                return AgentCancelled(reason=reason, result=partial)
+                return node.command_reason or node.command.value
+            if node.escalation is not None:
+                return node.escalation
             node = node.parent
-        return AgentCancelled(reason=self._cancel_reason, result=partial)
+        return self._cancel_reason
 
     async def _stop_children(self, cell: _Cell, *, graceful: bool) -> None:
         for child in reversed(cell.started_children):
@@ -1171,7 +1184,7 @@ class AgentSystem:
                 await child.done.wait()
             else:
                 child.command = _Command.SUSPEND
-                child.command_reason = f"parent {cell.path!r} ended"
+                child.command_reason = f"parent {cell.path!r} failed"
                 if child.scope is not None:
                     child.scope.cancel(reason=child.command_reason)
                 await child.exited.wait()
@@ -1261,6 +1274,16 @@ class AgentSystem:
         cell.failure = failure
         cell.status = AgentStatus.FAILED
         self._emit(FailureEscalated, cell.path, error=_error_info(failure))
+        # Raising tears down the parent's other children and the parent's own run: say why,
+        # before trio cancels them. (At the root, the system ends for this reason.)
+        if parent is not self._root:
+            parent.escalation = (
+                f"agent {cell.path!r} failed and its failure escalated to {parent.path!r}"
+            )
+        elif not self._closing:  # a system already closing keeps its own reason
+            self._cancel_reason = (
+                f"agent {cell.path!r} failed and its failure escalated to the root"
+            )
         raise ChildFailed(cell.path, failure)
 
     async def _start_all(self, parent: _Cell | None, cells: Sequence[_Cell]) -> None:
@@ -1285,7 +1308,7 @@ class AgentSystem:
             stopped = node_status is AgentStatus.FAILED and node.failure is None
             if node.failure is not None:
                 node_status = AgentStatus.FAILED
-                node_error = _stopped(node, node.failure)
+                node_error = _escalated(node, node.failure)
             node.status = node_status
             node.end_error = node_error
             node.wanted = False
@@ -1298,14 +1321,6 @@ class AgentSystem:
             )
             if node.current is not None:
                 self._reply(node, node.current, None, reply_error)
-            if node.interrupted is not None:
-                request, interrupted = node.interrupted
-                node.interrupted = None
-                # Same error as the queue gets, plus the partial result of the cut-off run.
-                own_error = copy.copy(reply_error)
-                if isinstance(own_error, AgentError):
-                    own_error.result = interrupted.result
-                self._reply(node, request, None, own_error)
             if node.recv is not None:
                 while True:
                     try:
@@ -1344,6 +1359,13 @@ class AgentSystem:
 
 def _cancelled_by_its_handle(cell: _Cell) -> bool:
     return cell.command is _Command.CANCEL
+
+
+def _escalated(cell: _Cell, failure: BaseException) -> AgentEscalated:
+    parent = cell.parent
+    return AgentEscalated(
+        cell.path, failure, escalated_to=parent.path if parent is not None else ""
+    )
 
 
 def _stopped(cell: _Cell, failure: BaseException) -> AgentStopped:

@@ -20,19 +20,21 @@ The rules it encodes:
    ``hang`` never; ``fail``/``fatal`` fail the agent's incarnation (a retryable
    ``ModelOverloaded`` / a non-retryable ``AuthenticationError``). The failing request gets
    that error as its reply. A success resets the consecutive restart count.
-2. When an incarnation fails, its whole subtree is torn down first (in-flight requests wait
-   for their fate), then the supervisor's policy is asked (``TreeNode.on_retryable`` /
-   ``on_fatal``; an escalated child failure is not retryable) and the restart limit applied.
+2. When an incarnation fails, its whole subtree is torn down first (rule 10), then the
+   supervisor's policy is asked (``TreeNode.on_retryable`` / ``on_fatal``; an escalated child
+   failure is not retryable) and the restart limit applied.
 3. RESTART: the failed agent and the siblings its supervisor's strategy names (running ones
    only: all for one_for_all, the younger ones for rest_for_one) are torn down, and after the
    backoff the older affected siblings, the agent and the younger ones start again, each with
-   its own children. In-flight requests of torn-down agents are answered ``AgentCancelled``
-   when they come back; queued ones are served by the new incarnation. Only the failed agent's
-   history is charged (at decision time); its ``restarts`` count grows when it restarts.
+   its own children. Queued requests of torn-down agents are served by the new incarnation.
+   Only the failed agent's history is charged (at decision time); its ``restarts`` count
+   grows when it restarts.
 4. STOP: the agent ends ``failed``; its descendants end ``failed`` too; every waiting request
    of the subtree is answered ``AgentStopped``.
 5. ESCALATE: the agent is ``failed`` and its parent fails in turn (rule 2). At the root, the
-   system fails: every agent ends (``cancelled``; the escalated chain ``failed``).
+   system fails: every agent ends (``cancelled``; the escalated chain ``failed``). Requests
+   still queued at an agent whose failure escalated are answered ``AgentEscalated`` when it
+   ends (instead of ``AgentStopped``).
 6. Cancelling a handle ends that agent and its subtree ``cancelled`` at once, whatever they
    were doing (serving, waiting for a backoff, torn down): never a failure, never restarted.
    Waiting requests get ``AgentCancelled``. The siblings that were stopped to restart together
@@ -46,6 +48,10 @@ The rules it encodes:
 9. Sending to an agent that has ended answers at once with the error it ended with
    (``AgentStopped`` after completion); a new spawn of an ended agent starts afresh: new queue,
    fresh restart history.
+10. Teardown: a request whose run is cut short by the tree -- an agent torn down with a failed
+    parent, a restarting sibling or an escalation, or an agent whose own run a child's
+    escalation interrupted -- is answered ``AgentCancelled`` at that moment, before any
+    decision or backoff.
 """
 
 from __future__ import annotations
@@ -90,7 +96,6 @@ class _Agent:
         self.done = False
         self.queue: deque[_Request] = deque()
         self.current: _Request | None = None
-        self.interrupted: _Request | None = None
         self.closing = False
         self.close_waiters: list[int] = []
         self.stopping = False  # graceful end: closing its children one by one
@@ -139,7 +144,7 @@ class SupervisionReference:
     Feed it the commands the live system gets, in the same order, and compare. Requests and
     closes carry ids chosen by the caller; their outcomes are ``"ok"``, the name of the error
     class (``"ModelOverloaded"``, ``"AuthenticationError"``, ``"AgentCancelled"``,
-    ``"AgentStopped"``), or ``None`` while they wait.
+    ``"AgentStopped"``, ``"AgentEscalated"``), or ``None`` while they wait.
     """
 
     def __init__(self, tree: AgentTree) -> None:
@@ -352,12 +357,9 @@ class SupervisionReference:
         agent.timer = (self.now + delay, self._sequence)
 
     def _start(self, agent: _Agent) -> None:
-        """A new incarnation: answer the interrupted request, bring the children back, serve."""
+        """A new incarnation: bring the children back, serve."""
         agent.incarnation += 1
         agent.escalated = False
-        if agent.interrupted is not None:
-            self._reply(agent.interrupted, "AgentCancelled")
-            agent.interrupted = None
         for child in list(agent.started):
             if child.wanted and not child.done:
                 self._start(child)
@@ -415,13 +417,15 @@ class SupervisionReference:
         self._finalize(agent, _COMPLETED, None)
 
     def _teardown(self, agent: _Agent) -> None:
-        """Cancel an agent's task and its subtree's from outside: they wait for their fate."""
+        """Cancel an agent's task and its subtree's from outside: their runs are answered now,
+        their queues wait for their fate (rule 10)."""
         if agent.done or agent.status is None:
             return
         for child in agent.started:
             self._teardown(child)
         if agent.current is not None:
-            agent.interrupted, agent.current = agent.current, None
+            self._reply(agent.current, "AgentCancelled")
+            agent.current = None
         agent.timer = None
         agent.stopping = False
         agent.waiting_on = None
@@ -434,7 +438,8 @@ class SupervisionReference:
         for child in agent.started:
             self._teardown(child)
         if agent.current is not None:  # a child's failure interrupted its own request
-            agent.interrupted, agent.current = agent.current, None
+            self._reply(agent.current, "AgentCancelled")
+            agent.current = None
         agent.timer = None
         agent.stopping = False
         agent.waiting_on = None
@@ -522,16 +527,16 @@ class SupervisionReference:
                 continue
             stopped = node_status is _FAILED and not node.escalated
             if node.escalated:
-                node_status, node_error = _FAILED, "AgentStopped"
+                node_status, node_error = _FAILED, "AgentEscalated"
             node.status = node_status
             node.end_error = node_error
             node.wanted = False
             node.done = True
             reply = node_error or "AgentStopped"
-            for request in (node.current, node.interrupted, *node.queue):
+            for request in (node.current, *node.queue):
                 if request is not None:
                     self._reply(request, reply)
-            node.current = node.interrupted = None
+            node.current = None
             node.queue.clear()
             node.timer = None
             node.stopping = False
