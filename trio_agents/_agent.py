@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, Literal, overload
 
 import attrs
 import trio
@@ -36,6 +36,7 @@ from ._errors import (
     ModelTimeout,
     NetworkError,
     NoMessagesError,
+    OutputValidationError,
     RunTimeout,
 )
 from ._events import (
@@ -58,6 +59,7 @@ from ._messages import (
     ErrorInfo,
     JSONValue,
     Message,
+    OutputT,
     StopReason,
     SystemMessage,
     ToolCallBlock,
@@ -66,7 +68,16 @@ from ._messages import (
     Usage,
     UserMessage,
 )
-from ._models import Model, ModelRequest, ModelSettings, StreamDone, check_model
+from ._models import (
+    Model,
+    ModelRequest,
+    ModelSettings,
+    OutputMode,
+    StreamDone,
+    check_model,
+    native_output,
+)
+from ._output import OutputInvalid, OutputSpec, output_spec
 from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
 from .models._prices import PriceTable, cost_for
 
@@ -193,8 +204,15 @@ def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
     )
 
 
-class Agent:
+_OUTPUT_MODES = ("auto", "native", "tool")
+
+
+class Agent(Generic[OutputT]):
     """A model with instructions and tools, and the conversation it has had.
+
+    Generic in its output type: ``Agent(model, output_type=Person)`` is an ``Agent[Person]``
+    whose runs return ``AgentResult[Person]``; without ``output_type`` it is an
+    ``Agent[str]`` that answers text.
 
     :param model: the :class:`Model` to call.
     :param name: the agent's name, used in events and errors.
@@ -221,6 +239,18 @@ class Agent:
     :param use_genai_prices: also look prices up in ``genai-prices`` (extra ``prices``).
         Without ``prices`` and this, no cost is computed and every model is unpriced.
     :param path: the agent's path in a tree (defaults to ``name``).
+    :param output_type: the type of the final answer (:attr:`AgentResult.output`): ``str``
+        (the default, a text answer), an attrs class, a dataclass, a TypedDict, ``int``,
+        ``float``, ``bool``, ``list[X]``, a ``Literal``, an enum, or a union of those. The
+        model is given its JSON schema and the answer is loaded by the converter.
+    :param output_mode: how the structured answer is asked for: ``"native"`` (the model's
+        structured output, :attr:`OutputMode.NATIVE`), ``"tool"`` (a final-result tool,
+        :attr:`OutputMode.TOOL`) or ``"auto"`` (native when the model declares
+        ``native_output = True``, the tool otherwise).
+    :param output_retries: how many times an answer that does not match ``output_type`` is
+        sent back to the model with what was wrong before the run fails with
+        :class:`OutputValidationError`. Each retry is a turn (it counts against
+        ``max_turns``).
     """
 
     # Slots: an agent's 30 attributes in an instance dict took ~1.6 KB, paid by every spawned
@@ -237,6 +267,7 @@ class Agent:
         "_limiter",
         "_max_tool_concurrency",
         "_model",
+        "_output",
         "_prices",
         "_rng",
         "_running",
@@ -253,6 +284,7 @@ class Agent:
         "max_turns",
         "model_timeout",
         "name",
+        "output_retries",
         "path",
         "policy",
         "retry",
@@ -261,6 +293,36 @@ class Agent:
         "stream",
     )
 
+    @overload
+    def __init__(
+        self: Agent[str],
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: type[str] = str,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    @overload
     def __init__(
         self,
         model: Model,
@@ -285,8 +347,84 @@ class Agent:
         path: str | None = None,
         prices: PriceTable | Mapping[str, Any] | None = None,
         use_genai_prices: bool = False,
+        output_type: type[OutputT],
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[Any],
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: object,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: Any = str,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
     ) -> None:
         self._model = check_model(model)
+        if output_mode not in _OUTPUT_MODES:
+            raise InvalidArgumentError(
+                f"output_mode must be one of {', '.join(map(repr, _OUTPUT_MODES))}, "
+                f"got {output_mode!r}"
+            )
+        if not isinstance(output_retries, int) or output_retries < 0:
+            raise InvalidArgumentError(
+                f"output_retries must be an int >= 0, got {output_retries!r}"
+            )
+        mode = (
+            OutputMode.NATIVE
+            if output_mode == "native" or (output_mode == "auto" and native_output(model))
+            else OutputMode.TOOL
+        )
+        self._output: OutputSpec | None = output_spec(output_type, mode)
+        self.output_retries = output_retries
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"name must be a non-empty str, got {name!r}")
         if not isinstance(max_turns, int) or max_turns < 1:
@@ -310,6 +448,14 @@ class Agent:
         else:
             self._executor = Toolset(tools)
         self._tool_definitions = tuple(self._executor.definitions())
+        if self._output is not None and self._output.schema.mode is OutputMode.TOOL:
+            final = self._output.tool
+            if any(d.name == final.name for d in self._tool_definitions):
+                raise InvalidArgumentError(
+                    f"a tool named {final.name!r} clashes with the final-result tool of "
+                    "output_type; rename the tool or use output_mode='native'"
+                )
+            self._tool_definitions = (*self._tool_definitions, final)
         self.max_turns = max_turns
         # RetryPolicy is frozen and holds only numbers: the default can be shared.
         self.retry = retry if retry is not None else _DEFAULT_RETRY
@@ -421,7 +567,7 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self, input: str | Message | Sequence[Message]) -> AgentResult:
+    async def run(self, input: str | Message | Sequence[Message]) -> AgentResult[OutputT]:
         """Run the agent on ``input`` until it answers; see the module rules."""
         if self._running:
             raise AlreadyRunningError(
@@ -449,9 +595,13 @@ class Agent:
             budget = budget.child(self.limits) if budget is not None else Budget(self.limits)
         stop_reason = StopReason.STOP
         error: BaseException | None = None
+        output: Any = None
+        spec = self._output
+        output_retries = 0
 
-        def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult:
+        def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult[OutputT]:
             return AgentResult(
+                output=output,
                 messages=self._history[first_index:],
                 stop_reason=reason,
                 usage=run_usage,
@@ -490,18 +640,50 @@ class Agent:
                         budget.charge(message.usage, cost)
                     self._history.append(message)
                     calls = message.tool_calls
-                    if not calls:
+                    answered: dict[str, ToolResultBlock] = {}
+                    problem: str | None = None
+                    if spec is not None:
+                        try:
+                            found, output = self._check_output(spec, message, answered)
+                        except OutputInvalid as exc:
+                            problem = str(exc)
+                        else:
+                            if found:
+                                stop_reason = StopReason.STOP
+                                self._history.append(ToolResultMessage(answered.values()))
+                                if sink is not None:
+                                    sink(
+                                        TurnFinished(
+                                            time=trio.current_time(), agent=self.path, turn=turn
+                                        )
+                                    )
+                                break
+                    if not calls and problem is None:
                         stop_reason = (
                             StopReason.LENGTH
                             if message.stop_reason is StopReason.LENGTH
                             else StopReason.STOP
                         )
+                        output = message.text
                         if sink is not None:
                             sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
                         break
+                    if problem is not None:
+                        output_retries += 1
+                        if output_retries > self.output_retries:
+                            raise OutputValidationError(
+                                f"the model's answer does not match output_type after "
+                                f"output_retries={self.output_retries}: {problem}",
+                                problems=problem,
+                            )
                     if turn >= self.max_turns:
                         raise MaxTurnsExceeded(self.max_turns)
-                    await self._run_tools(calls)
+                    if calls:
+                        await self._run_tools(calls, answered)
+                    else:
+                        assert problem is not None
+                        assert spec is not None
+                        self._history.append(UserMessage.text(_retry_prompt(spec, problem)))
                     if sink is not None:
                         sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
         except AgentError as exc:
@@ -571,6 +753,7 @@ class Agent:
             messages=self._history,
             tools=self._tool_definitions,
             settings=self.settings,
+            output=self._output.schema if self._output is not None else None,
         )
         # The common case awaits the model directly: two coroutine layers fewer, each of
         # which every resumption of the call passes through.
@@ -646,12 +829,68 @@ class Agent:
             self._limiter = trio.CapacityLimiter(self._max_tool_concurrency)
         return self._limiter
 
-    async def _run_tools(self, calls: tuple[ToolCallBlock, ...]) -> None:
+    def _check_output(
+        self, spec: OutputSpec, message: AssistantMessage, answered: dict[str, ToolResultBlock]
+    ) -> tuple[bool, Any]:
+        """Whether ``message`` holds the final answer, and the answer.
+
+        Raises :class:`OutputInvalid` (the retry prompt) when it holds a bad one. In tool
+        mode the final-result calls are answered in ``answered`` (with the problem when the
+        answer is bad); when it is good, the other calls of the turn are answered "not run".
+        """
+        calls = message.tool_calls
+        if spec.schema.mode is OutputMode.NATIVE:
+            if calls:
+                return False, None
+            return True, spec.parse_text(message.text)
+        name = spec.schema.name
+        finals = [call for call in calls if call.name == name]
+        if not finals:
+            if calls:
+                return False, None
+            raise OutputInvalid(f"answer by calling the {name!r} tool, not with text")
+        call = finals[0]
+        try:
+            if call.raw_arguments is not None:
+                raise OutputInvalid(
+                    f"the arguments are not valid JSON: {call.raw_arguments[:200]!r}"
+                )
+            value = spec.parse(call.arguments)
+        except OutputInvalid as exc:
+            for final in finals:
+                answered[final.id] = ToolResultBlock(
+                    tool_call_id=final.id,
+                    content=_retry_prompt(spec, str(exc)),
+                    is_error=True,
+                    tool_name=name,
+                )
+            raise
+        for other in calls:
+            answered[other.id] = (
+                ToolResultBlock(
+                    tool_call_id=other.id, content="final result accepted", tool_name=name
+                )
+                if other is call
+                else ToolResultBlock(
+                    tool_call_id=other.id,
+                    content="not run: the final result was given in the same turn",
+                    is_error=True,
+                    tool_name=other.name,
+                )
+            )
+        return True, value
+
+    async def _run_tools(
+        self,
+        calls: tuple[ToolCallBlock, ...],
+        answered: Mapping[str, ToolResultBlock] | None = None,
+    ) -> None:
         done = False
+        to_run = calls if not answered else tuple(c for c in calls if c.id not in answered)
         try:
             results = await execute_tool_calls(
                 self._executor,
-                calls,
+                to_run,
                 agent=self.path,
                 deps=self.deps,
                 infra=self.infra,
@@ -659,6 +898,10 @@ class Agent:
                 policy=self.policy,
                 event_sink=self.event_sink,
             )
+            if answered:
+                by_id = {r.tool_call_id: r for r in results}
+                by_id.update(answered)
+                results = [by_id[c.id] for c in calls]
             done = True
         finally:
             if not done:
@@ -678,6 +921,15 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"<Agent {self.path!r} model={self._model.model_id!r} running={self._running}>"
+
+
+def _retry_prompt(spec: OutputSpec, problem: str) -> str:
+    where = (
+        f"call the {spec.schema.name!r} tool again with corrected arguments"
+        if spec.schema.mode is OutputMode.TOOL
+        else "answer again with only a JSON value that matches the schema"
+    )
+    return f"Your final answer was invalid: {problem}. Fix it and {where}."
 
 
 def _foreign_info(error: BaseException | None) -> ErrorInfo | None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias
 
 import attrs
+from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
 
 JSONValue: TypeAlias = Any
 """Any value :func:`json.dumps` accepts (str-keyed dicts, lists, str, numbers, bool, None)."""
@@ -296,9 +297,19 @@ class TransferSignal:
     """What to tell the target."""
 
 
+# The default (Any) keeps a bare ``AgentResult`` or ``Agent`` annotation valid: a loaded
+# result holds its output as JSON data.
+OutputT = TypeVar("OutputT", default=Any)
+"""The type of an agent's final answer (:attr:`AgentResult.output`)."""
+
+
 @attrs.frozen(kw_only=True)
-class AgentResult:
-    """What one :meth:`Agent.run <trio_agents.Agent.run>` produced."""
+class AgentResult(Generic[OutputT]):
+    """What one :meth:`Agent.run <trio_agents.Agent.run>` produced.
+
+    Generic in the agent's output type for type checkers: ``Agent[Person].run()`` returns an
+    ``AgentResult[Person]``, whose :attr:`output` is a ``Person``.
+    """
 
     messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
     """The messages this run added to the conversation (input included), in order."""
@@ -316,6 +327,11 @@ class AgentResult:
     """Seconds from start to end on trio's clock."""
     unpriced_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
     """Models whose price was unknown (or not looked up), so :attr:`cost` leaves them out."""
+    output: OutputT | None = None
+    """The final answer as a value of the agent's output type: the final text for a text
+    agent, a structured value for an agent with an ``output_type``; ``None`` when the run
+    ended without one (aborted, failed, transferred). The converter dumps it by its own
+    class and loads it back as JSON data."""
 
     @property
     def final_text(self) -> str:

@@ -15,6 +15,7 @@ Cancellation is never turned into a result: ``trio.Cancelled`` and other ``BaseE
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import functools
 import importlib
@@ -202,7 +203,8 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 _SUPPORTED = (
     "str, int, float, bool, None, Any, Enum, Literal, list[X], tuple[X, ...], Sequence[X], "
-    "dict[str, X], Mapping[str, X], X | None (and other unions of these), attrs classes"
+    "dict[str, X], Mapping[str, X], X | None (and other unions of these), attrs classes, "
+    "dataclasses, TypedDicts"
 )
 _LIST_ORIGINS: tuple[Any, ...] = (
     list,
@@ -319,11 +321,68 @@ def _schema(hint: Any, seen: tuple[type, ...] = ()) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _schema(args[1], seen)}
     if _is_attrs(hint):
         return _attrs_schema(hint, seen)
+    if _is_dataclass(hint) or typing.is_typeddict(hint):
+        return _record_schema(hint, seen)
     if hint in (list, tuple, dict) or hint in _LIST_ORIGINS or hint in _MAPPING_ORIGINS:
         raise _Unsupported(hint, "give the item type, e.g. list[str], dict[str, int]")
     if origin is tuple:
         raise _Unsupported(hint, "only tuples of one item type are supported: tuple[X, ...]")
     raise _Unsupported(hint)
+
+
+def _is_dataclass(hint: Any) -> bool:
+    return (
+        isinstance(hint, type)
+        and typing.get_origin(hint) is None
+        and dataclasses.is_dataclass(hint)
+    )
+
+
+def _record_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
+    """The schema of a dataclass or a TypedDict: an object of its (annotated) fields."""
+    if cls in seen:
+        raise _Unsupported(cls, "recursive classes are not supported")
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception as exc:
+        raise _Unsupported(cls, f"its annotations cannot be resolved ({exc})") from None
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    if typing.is_typeddict(cls):
+        names = list(hints)
+        required_keys: Any = getattr(cls, "__required_keys__", frozenset(names))
+        for name in names:
+            properties[name] = _schema(hints[name], (*seen, cls))
+            if name in required_keys:
+                required.append(name)
+    else:
+        for field in dataclasses.fields(cls):
+            if not field.init:
+                continue
+            schema = _schema(hints[field.name], (*seen, cls))
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
+                required.append(field.name)
+            elif field.default is not dataclasses.MISSING:
+                value = _json_default(field.default)
+                if value is not _NO_DEFAULT:
+                    schema["default"] = value
+            properties[field.name] = schema
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+    doc = cls.__doc__ or ""
+    if dataclasses.is_dataclass(cls) and doc.startswith(cls.__name__ + "("):
+        doc = ""  # the signature dataclass writes when there is no docstring
+    description = _first_paragraph(inspect.cleandoc(doc).splitlines())
+    if description:
+        result["description"] = description
+    return result
 
 
 def _attrs_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
