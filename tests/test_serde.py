@@ -281,6 +281,8 @@ def test_result_wire_format() -> None:
         "transfer": {"target": "billing", "message": "over to you"},
         "duration": 1.25,
         "unpriced_models": [],
+        "pending_approvals": [],
+        "held_results": [],
         "output": None,
     }
     assert dump(StopReason.TRANSFER) == "transfer"

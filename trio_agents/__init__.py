@@ -75,6 +75,7 @@ from ._infra import (
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantContent,
     AssistantMessage,
     ContentBlock,
@@ -83,6 +84,7 @@ from ._messages import (
     ImageBlock,
     JSONValue,
     Message,
+    PendingApproval,
     StopReason,
     SystemMessage,
     TextBlock,
@@ -193,6 +195,8 @@ __all__ = [
     "TurnStarted",
     # messages
     "AgentResult",
+    "ApprovalDecision",
+    "PendingApproval",
     "AssistantContent",
     "AssistantMessage",
     "ContentBlock",

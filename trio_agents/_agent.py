@@ -54,12 +54,14 @@ from ._jitter import backoff_delay
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantMessage,
     Cost,
     ErrorInfo,
     JSONValue,
     Message,
     OutputT,
+    PendingApproval,
     StopReason,
     SystemMessage,
     ToolCallBlock,
@@ -275,6 +277,7 @@ class Agent(Generic[OutputT]):
         "_tool_definitions",
         "_usage",
         "_use_genai_prices",
+        "_waiting",
         "budget",
         "deps",
         "event_sink",
@@ -489,6 +492,7 @@ class Agent(Generic[OutputT]):
         self._abort_scope: trio.CancelScope | None = None
         self._abort_reason: str | None = None
         self._last_result: AgentResult | None = None
+        self._waiting: AgentResult[Any] | None = None
 
     @classmethod
     def from_spec(
@@ -556,10 +560,11 @@ class Agent(Generic[OutputT]):
             self._abort_scope.cancel(reason=reason)
 
     def clear_history(self) -> None:
-        """Forget the conversation (misuse while running)."""
+        """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
         if self._running:
             raise AlreadyRunningError(f"agent {self.name!r} is running; clear its history after")
         self._history.clear()
+        self._waiting = None
 
     # Events are built in place, ``sink(Kind(time=trio.current_time(), agent=self.path, ...))``,
     # rather than through a helper taking ``**fields``: the keyword dict and the extra call
@@ -577,6 +582,107 @@ class Agent(Generic[OutputT]):
         new_messages = _as_messages(input)
         if not new_messages:
             raise NoMessagesError("run() needs at least one message; got an empty sequence")
+        if self._waiting is not None:
+            raise AlreadyRunningError(
+                f"agent {self.name!r} waits for approval of tool calls "
+                f"{[p.call_id for p in self._waiting.pending_approvals]}; "
+                "resume() it with the decisions, or clear_history() to drop them"
+            )
+        return await self._run(new_messages, None)
+
+    async def resume(
+        self,
+        decisions: Iterable[ApprovalDecision],
+        *,
+        waiting: AgentResult[Any] | None = None,
+        history: Sequence[Message] | None = None,
+    ) -> AgentResult[OutputT]:
+        """Continue a run that stopped with :attr:`StopReason.APPROVAL_REQUIRED`.
+
+        Approved calls run (the policy's checks still apply), denied ones become error results
+        that the model reads, and the calls of that turn that did not need approval give the
+        results they already gave (:attr:`AgentResult.held_results`). Then the loop goes on
+        as in :meth:`run`, and this returns the result of the resumed part.
+
+        :param decisions: one :class:`ApprovalDecision` per pending call.
+        :param waiting: the stored result that stopped for approval; defaults to this agent's
+            own :attr:`last_result`. Give it to resume in another agent, e.g. one rebuilt in
+            another process.
+        :param history: the whole conversation up to the stop, for an agent whose history is
+            empty; defaults to ``waiting.messages`` (enough when the waiting run was the
+            conversation's first). Ignored when the agent has a history.
+        :raises InvalidArgumentError: nothing is waiting, or the decisions do not answer each
+            pending call exactly once (the message lists the pending ids). Nothing changes.
+        """
+        if self._running:
+            raise AlreadyRunningError(f"agent {self.name!r} is already running")
+        if waiting is None:
+            waiting = self._waiting
+            if waiting is None:
+                raise InvalidArgumentError(
+                    f"agent {self.name!r} is not waiting for approval "
+                    "(its last run did not stop with StopReason.APPROVAL_REQUIRED); "
+                    "pass the stored result as waiting= to resume it here"
+                )
+        elif waiting.stop_reason is not StopReason.APPROVAL_REQUIRED:
+            raise InvalidArgumentError(
+                f"waiting must be a result that stopped with StopReason.APPROVAL_REQUIRED, "
+                f"got one with {waiting.stop_reason}"
+            )
+        pending = {p.call_id: p for p in waiting.pending_approvals}
+        chosen: dict[str, ApprovalDecision] = {}
+        for index, decision in enumerate(decisions):
+            if not isinstance(decision, ApprovalDecision):
+                raise InvalidArgumentError(
+                    f"decisions[{index}] must be an ApprovalDecision, got {type(decision).__name__}"
+                )
+            if decision.call_id not in pending:
+                raise InvalidArgumentError(
+                    f"decision for unknown call id {decision.call_id!r}; pending: {sorted(pending)}"
+                )
+            if decision.call_id in chosen:
+                raise InvalidArgumentError(f"two decisions for call id {decision.call_id!r}")
+            chosen[decision.call_id] = decision
+        missing = [call_id for call_id in pending if call_id not in chosen]
+        if missing:
+            raise InvalidArgumentError(
+                f"no decision for pending call ids {missing}; every pending call needs one"
+            )
+        base = (
+            self._history
+            if self._history
+            else list(history if history is not None else waiting.messages)
+        )
+        last = base[-1] if base else None
+        calls = last.tool_calls if isinstance(last, AssistantMessage) else ()
+        ids = {call.id for call in calls}
+        held = {r.tool_call_id: r for r in waiting.held_results}
+        if not set(pending) <= ids or not set(held) <= ids or len(pending) + len(held) != len(ids):
+            raise InvalidArgumentError(
+                "the history does not end with the turn that waits for approval; "
+                "resume with the same conversation (history=) that the waiting run had"
+            )
+        answered = dict(held)
+        for call in calls:
+            verdict = chosen.get(call.id)
+            if verdict is not None and not verdict.approved:
+                answered[call.id] = ToolResultBlock(
+                    tool_call_id=call.id,
+                    content="not run: a person denied this call"
+                    + (f": {verdict.reason}" if verdict.reason else ""),
+                    is_error=True,
+                    tool_name=call.name,
+                )
+        if not self._history:
+            self._history.extend(base)
+        self._waiting = None
+        return await self._run([], (calls, answered))
+
+    async def _run(
+        self,
+        new_messages: list[Message],
+        resume: tuple[tuple[ToolCallBlock, ...], dict[str, ToolResultBlock]] | None,
+    ) -> AgentResult[OutputT]:
         sink = self.event_sink
         start = trio.current_time()
         run_number = self._runs + 1
@@ -595,6 +701,8 @@ class Agent(Generic[OutputT]):
             budget = budget.child(self.limits) if budget is not None else Budget(self.limits)
         stop_reason = StopReason.STOP
         error: BaseException | None = None
+        pending: tuple[PendingApproval, ...] = ()
+        held: tuple[ToolResultBlock, ...] = ()
         output: Any = None
         spec = self._output
         output_retries = 0
@@ -602,6 +710,8 @@ class Agent(Generic[OutputT]):
         def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult[OutputT]:
             return AgentResult(
                 output=output,
+                pending_approvals=pending,
+                held_results=held,
                 messages=self._history[first_index:],
                 stop_reason=reason,
                 usage=run_usage,
@@ -619,6 +729,8 @@ class Agent(Generic[OutputT]):
         try:
             with abort_scope:
                 turn = 0
+                if resume is not None:
+                    await self._run_tools(resume[0], resume[1])
                 while True:
                     turn += 1
                     if sink is not None:
@@ -679,6 +791,28 @@ class Agent(Generic[OutputT]):
                     if turn >= self.max_turns:
                         raise MaxTurnsExceeded(self.max_turns)
                     if calls:
+                        asking = self._asking(calls, answered)
+                        if asking:
+                            results = await self._run_tools(calls, answered, hold=asking)
+                            pending = tuple(
+                                PendingApproval(
+                                    call_id=call.id,
+                                    tool=call.name,
+                                    arguments=call.arguments,
+                                    agent=self.path,
+                                )
+                                for call in calls
+                                if call.id in asking
+                            )
+                            held = tuple(results)
+                            stop_reason = StopReason.APPROVAL_REQUIRED
+                            if sink is not None:
+                                sink(
+                                    TurnFinished(
+                                        time=trio.current_time(), agent=self.path, turn=turn
+                                    )
+                                )
+                            break
                         await self._run_tools(calls, answered)
                     else:
                         assert problem is not None
@@ -714,6 +848,8 @@ class Agent(Generic[OutputT]):
                     stop_reason = StopReason.ERROR
             result = snapshot(stop_reason, error)
             self._last_result = result
+            if stop_reason is StopReason.APPROVAL_REQUIRED:
+                self._waiting = result
             if isinstance(error, AgentError):
                 error.result = result  # the same partial result as last_result
             if sink is not None:
@@ -880,13 +1016,35 @@ class Agent(Generic[OutputT]):
             )
         return True, value
 
+    def _asking(
+        self, calls: tuple[ToolCallBlock, ...], answered: Mapping[str, ToolResultBlock]
+    ) -> set[str]:
+        """Ids of the calls that wait for a person (tool or policy says so)."""
+        asking: set[str] = set()
+        get = getattr(self._executor, "get", None)
+        policy_asks = getattr(self.policy, "needs_approval", None)
+        for call in calls:
+            if call.id in answered:
+                continue
+            found = get(call.name) if get is not None else None
+            if getattr(found, "requires_approval", False) is True or (
+                policy_asks is not None and policy_asks(call, self.path)
+            ):
+                asking.add(call.id)
+        return asking
+
     async def _run_tools(
         self,
         calls: tuple[ToolCallBlock, ...],
         answered: Mapping[str, ToolResultBlock] | None = None,
-    ) -> None:
+        *,
+        hold: set[str] | None = None,
+    ) -> list[ToolResultBlock]:
+        """Run ``calls`` but the ``answered`` ones and append the turn's results; with
+        ``hold``, run the others but those and return their results without appending."""
         done = False
-        to_run = calls if not answered else tuple(c for c in calls if c.id not in answered)
+        skip = set(answered or ()) | (hold or set())
+        to_run = calls if not skip else tuple(c for c in calls if c.id not in skip)
         try:
             results = await execute_tool_calls(
                 self._executor,
@@ -898,6 +1056,9 @@ class Agent(Generic[OutputT]):
                 policy=self.policy,
                 event_sink=self.event_sink,
             )
+            if hold:
+                done = True
+                return [*results, *(answered or {}).values()]
             if answered:
                 by_id = {r.tool_call_id: r for r in results}
                 by_id.update(answered)
@@ -917,7 +1078,9 @@ class Agent(Generic[OutputT]):
                     )
                     for call in calls
                 ]
-            self._history.append(ToolResultMessage(results))
+            if not (done and hold):
+                self._history.append(ToolResultMessage(results))
+        return list(results)
 
     def __repr__(self) -> str:
         return f"<Agent {self.path!r} model={self._model.model_id!r} running={self._running}>"

@@ -209,6 +209,10 @@ class StopReason(enum.Enum):
     """The run ended with an error (see :attr:`AgentResult.error`)."""
     TRANSFER = "transfer"
     """The agent handed the conversation to another agent (see :attr:`AgentResult.transfer`)."""
+    APPROVAL_REQUIRED = "approval_required"
+    """The run stopped because tool calls wait for a person's decision (see
+    :attr:`AgentResult.pending_approvals` and :meth:`Agent.resume
+    <trio_agents.Agent.resume>`)."""
 
 
 # --------------------------------------------------------------------------- messages
@@ -299,6 +303,36 @@ class TransferSignal:
 
 # The default (Any) keeps a bare ``AgentResult`` or ``Agent`` annotation valid: a loaded
 # result holds its output as JSON data.
+@attrs.frozen(kw_only=True)
+class PendingApproval:
+    """A tool call that waits for a person's decision."""
+
+    call_id: str
+    """The :attr:`ToolCallBlock.id` of the call; an :class:`ApprovalDecision` names it."""
+    tool: str
+    """The tool's name."""
+    arguments: dict[str, JSONValue] = attrs.field(factory=dict, converter=_freeze_mapping)
+    """The call's arguments, as the model gave them."""
+    agent: str = ""
+    """Path of the agent that asked (``"lead/researcher"`` for a specialist)."""
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalDecision:
+    """A person's answer to a :class:`PendingApproval`."""
+
+    call_id: str
+    """The call this decides."""
+    approved: bool
+    """Whether the call may run."""
+    reason: str = ""
+    """Why (sent to the model when the call is denied)."""
+
+
+def _pending(value: Iterable[PendingApproval]) -> tuple[PendingApproval, ...]:
+    return tuple(value)
+
+
 OutputT = TypeVar("OutputT", default=Any)
 """The type of an agent's final answer (:attr:`AgentResult.output`)."""
 
@@ -327,6 +361,12 @@ class AgentResult(Generic[OutputT]):
     """Seconds from start to end on trio's clock."""
     unpriced_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
     """Models whose price was unknown (or not looked up), so :attr:`cost` leaves them out."""
+    pending_approvals: tuple[PendingApproval, ...] = attrs.field(default=(), converter=_pending)
+    """The calls waiting for a decision when the run stopped with
+    :attr:`StopReason.APPROVAL_REQUIRED` (empty otherwise)."""
+    held_results: tuple[ToolResultBlock, ...] = attrs.field(default=(), converter=_tool_results)
+    """Results of the calls of the same turn that did not need approval: they ran, and are
+    sent to the model with the decided ones when the run is resumed."""
     output: OutputT | None = None
     """The final answer as a value of the agent's output type: the final text for a text
     agent, a structured value for an agent with an ``output_type``; ``None`` when the run

@@ -954,6 +954,10 @@ class Tool:
     """Whether :attr:`function` takes a :class:`ToolContext` as its first argument."""
     timeout: float | None = attrs.field(default=None, validator=_validate_timeout)
     """Seconds (on trio's clock) a call may take, or ``None`` for the executor's default."""
+    requires_approval: bool = False
+    """Whether a person must approve each call before it runs: the agent's run stops with
+    :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED` instead (see :meth:`Agent.resume
+    <trio_agents.Agent.resume>`)."""
     _binder: _Binder | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def definition(self) -> ToolDefinition:
@@ -1023,6 +1027,7 @@ def _make_tool(
     description: str | None,
     timeout: float | None,
     localns: Mapping[str, Any] | None,
+    requires_approval: bool = False,
 ) -> Tool:
     if not callable(fn):
         raise InvalidArgumentError(
@@ -1052,6 +1057,7 @@ def _make_tool(
         function=fn,
         takes_context=takes_context,
         timeout=timeout,
+        requires_approval=requires_approval,
     )
     object.__setattr__(made, "_binder", binder)
     return made
@@ -1065,6 +1071,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Tool: ...
 @overload
 def tool(
@@ -1072,6 +1079,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Callable[[ToolFunction], Tool]: ...
 def tool(
     fn: ToolFunction | None = None,
@@ -1080,6 +1088,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Tool | Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from an ``async def`` function.
 
@@ -1104,6 +1113,9 @@ def tool(
     :param name: the tool's name; defaults to the function's name.
     :param description: the tool's description; defaults to the docstring's first paragraph.
     :param timeout: seconds (trio's clock) a call may take; ``None`` for the executor's default.
+    :param requires_approval: a person must approve each call before it runs (the run stops
+        with :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`; see :meth:`Agent.resume
+        <trio_agents.Agent.resume>`).
     :raises InvalidArgumentError: ``fn`` is not an ``async def`` function, or a parameter has
         no annotation or one without a JSON schema (the message names the parameter).
     """
@@ -1117,11 +1129,17 @@ def tool(
                 description=description,
                 timeout=checked_timeout,
                 localns=_caller_locals(),
+                requires_approval=bool(requires_approval),
             )
 
         return decorate
     return _make_tool(
-        fn, name=name, description=description, timeout=checked_timeout, localns=_caller_locals()
+        fn,
+        name=name,
+        description=description,
+        timeout=checked_timeout,
+        localns=_caller_locals(),
+        requires_approval=bool(requires_approval),
     )
 
 
@@ -1153,6 +1171,11 @@ class ToolPolicy(Protocol):
 
     :meth:`check` returns to allow the call and raises to deny it: :class:`~trio_agents.ToolDenied`
     with a reason for the model, or any other exception (fail closed).
+
+    A policy may also have a method ``needs_approval(call, agent) -> bool`` (``agent`` is the
+    asking agent's path): when it answers true the call is not run and waits for a person (see
+    :meth:`Agent.resume <trio_agents.Agent.resume>`). :class:`~trio_agents.PolicyEngine` has
+    one (:meth:`~trio_agents.PolicyEngine.require_approval`).
     """
 
     def check(self, call: ToolCallBlock, ctx: ToolContext) -> None:
