@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from trio_agents import (
     Agent,
     AgentResult,
+    AgentSpec,
     AlreadyRunningError,
     ApprovalDecision,
+    Delegator,
     InvalidArgumentError,
+    ModelRunner,
     PendingApproval,
     PolicyEngine,
     StopReason,
@@ -264,3 +267,32 @@ def test_approval_values_round_trip_through_the_converter(
     result = AgentResult(stop_reason=StopReason.APPROVAL_REQUIRED, pending_approvals=pending)
     assert load(json.loads(dumps_json(result)), AgentResult) == result
     assert load(json.loads(json.dumps(dump(decision))), ApprovalDecision) == decision
+
+
+async def test_a_specialist_that_stops_for_approval_is_a_failed_delegation() -> None:
+    model = ScriptedModel(
+        [
+            tool_call("delegate", {"specialist": "mailer", "subtask": "mail bob"}, id="d1"),
+            tool_call("send_email", {"to": "bob", "body": "hi"}, id="c1"),
+            text("Could not mail bob."),
+        ]
+    )
+    lead = AgentSpec(name="lead", instructions="Delegate.")
+    mailer = AgentSpec(name="mailer", instructions="Send mail.", tools=["send_email"])
+    result = await Delegator(lead, [mailer]).run(
+        "mail bob", runner=ModelRunner(model, tools=[send_email])
+    )
+    assert sent == []
+    (record,) = result.delegations
+    assert not record.success
+    assert record.error is not None
+    assert (
+        "specialist 'mailer' stopped for approval of tool calls 'send_email' (c1)" in record.error
+    )
+    # The lead read the failure as an error result and answered.
+    shown = [
+        r for m in result.result.messages if isinstance(m, ToolResultMessage) for r in m.results
+    ]
+    assert shown[0].is_error
+    assert "not supported" in shown[0].content
+    assert result.final_answer == "Could not mail bob."

@@ -82,6 +82,7 @@ from ._messages import (
     AgentResult,
     AssistantMessage,
     ErrorInfo,
+    StopReason,
     ToolCallBlock,
     ToolResultBlock,
     Usage,
@@ -476,6 +477,19 @@ class ModelRunner:
     def __repr__(self) -> str:
         models = self._single.model_id if self._single is not None else sorted(self._models)
         return f"<ModelRunner models={models!r} tools={sorted(self._tools)}>"
+
+
+def _waiting_error(specialist: str, result: AgentResult) -> UsageError | None:
+    """The error of a specialist run that stopped for approval (``None`` for any other):
+    its pending calls cannot be resumed through a delegation yet, and must not be lost as
+    an empty answer."""
+    if result.stop_reason is not StopReason.APPROVAL_REQUIRED:
+        return None
+    calls = ", ".join(f"{p.tool!r} ({p.call_id})" for p in result.pending_approvals)
+    return UsageError(
+        f"specialist {specialist!r} stopped for approval of tool calls {calls}; approval "
+        "inside a delegated specialist is not supported: give those tools to the main agent"
+    )
 
 
 def _carve(parent: Budget | None, limits: UsageLimits | None) -> Budget:
@@ -1152,7 +1166,7 @@ class DelegatingExecutor:
                     error, result = exc, None
                     spent = _spent(current, _result_of(exc))
                 else:
-                    error = None
+                    error = _waiting_error(entry.specialist, result)
                     spent = _spent(current, result)
                 usage = spent if usage is _NO_USAGE else usage + spent  # 0 + u == u
                 current = None
