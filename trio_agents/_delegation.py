@@ -59,6 +59,7 @@ Rules (the semantics the tests pin):
 from __future__ import annotations
 
 import enum
+import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, cast, runtime_checkable
@@ -82,13 +83,16 @@ from ._messages import (
     AgentResult,
     AssistantMessage,
     ErrorInfo,
+    JSONValue,
     StopReason,
     ToolCallBlock,
     ToolResultBlock,
     Usage,
 )
-from ._models import Model, ToolDefinition, check_model
+from ._models import Model, OutputMode, ToolDefinition, check_model
 from ._orchestrator import AgentHandle
+from ._output import output_spec
+from ._serde import dump
 from ._supervision import Backoff
 from ._tools import (
     Tool,
@@ -157,6 +161,9 @@ class DelegationRecord:
     """Runs started: 0 when the delegation was refused, more than 1 after retries."""
     path: str = ""
     """The specialist's path in the tree, e.g. ``"lead/researcher"``."""
+    output: JSONValue = None
+    """The structured answer of a specialist with an output type (see ``output_types`` of
+    :class:`Delegator`), as JSON data; ``None`` otherwise. :attr:`result` is its JSON text."""
 
 
 def _records(value: Iterable[DelegationRecord]) -> tuple[DelegationRecord, ...]:
@@ -259,6 +266,10 @@ class AgentRunner(Protocol):
             :class:`~trio_agents.Agent` does): records read usage off it, so cancelled runs
             still report what they used.
         :raises Exception: whatever ended the run; a raised error is a failed delegation.
+
+        For a specialist that :class:`Delegator` has an output type for, it is also called
+        with ``output_type=`` (a keyword a runner only needs if it serves such specialists),
+        and the result's :attr:`~trio_agents.AgentResult.output` is the answer.
         """
         ...
 
@@ -408,6 +419,7 @@ class ModelRunner:
         path: str | None = None,
         event_sink: EventSink | None = None,
         budget: Budget | None = None,
+        output_type: Any = str,
     ) -> Agent:
         """The fresh agent :meth:`run` would run (same arguments)."""
         if not isinstance(spec, AgentSpec):
@@ -450,6 +462,7 @@ class ModelRunner:
             policy=policy,
             event_sink=event_sink,
             path=path if path is not None else spec.name,
+            output_type=output_type,
             **self._agent_kwargs,
         )
 
@@ -463,14 +476,24 @@ class ModelRunner:
         path: str | None = None,
         event_sink: EventSink | None = None,
         budget: Budget | None = None,
+        output_type: Any = str,
     ) -> AgentResult:
         """Build a fresh agent for ``spec`` (see :meth:`build`) and run it on ``task``.
+
+        ``output_type`` is the agent's (see :class:`~trio_agents.Agent`); a
+        :class:`Delegator` passes it for the specialists it has ``output_types`` for.
 
         Without ``budget``, the run draws from ``infra.budget.child(spec.limits)`` (or from
         ``spec.limits`` alone); with one, it charges that budget as it is.
         """
         agent = self.build(
-            spec, tools=tools, infra=infra, path=path, event_sink=event_sink, budget=budget
+            spec,
+            tools=tools,
+            infra=infra,
+            path=path,
+            event_sink=event_sink,
+            budget=budget,
+            output_type=output_type,
         )
         return await agent.run(task)
 
@@ -621,6 +644,10 @@ class Delegator:
     :param max_depth: deepest delegation allowed (1: specialists may not delegate).
     :param handles: names served by running orchestrated agents instead of fresh ones.
     :param rng: source of backoff jitter (seed it for reproducible delays).
+    :param output_types: the output type of specialists that answer a structured value
+        instead of text, by name (any ``output_type`` an :class:`~trio_agents.Agent` takes).
+        The runner builds them with that ``output_type``; the caller reads the answer as JSON
+        text and the record keeps it as :attr:`DelegationRecord.output`.
 
     The rules are in the "Delegation" section of the API reference.
 
@@ -636,6 +663,7 @@ class Delegator:
         "_max_depth",
         "_max_retries",
         "_names",
+        "_output_types",
         "_retry_backoff",
         "_rng",
         "_specialists",
@@ -652,6 +680,7 @@ class Delegator:
         max_depth: int = 3,
         handles: Mapping[str, AgentHandle] | None = None,
         rng: random.Random | None = None,
+        output_types: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(main, AgentSpec):
             raise InvalidArgumentError(f"main must be an AgentSpec, got {type(main).__name__}")
@@ -686,6 +715,16 @@ class Delegator:
         )
         self._rng = rng if rng is not None else random.Random()
         self._definition = _delegate_definition(self._names, found, live)
+        self._output_types: dict[str, Any] = {}
+        for name, output_type in (output_types or {}).items():
+            if name not in found or name in live:
+                raise InvalidArgumentError(
+                    f"output_types names {name!r}, which is not a specialist; "
+                    f"specialists: {', '.join(n for n in found if n not in live) or 'none'}"
+                )
+            output_spec(output_type, OutputMode.TOOL)  # rejects an unsupported type now
+            if output_type is not str:
+                self._output_types[name] = output_type
 
     @property
     def main(self) -> AgentSpec:
@@ -1213,9 +1252,20 @@ class DelegatingExecutor:
             raise
         if error is None:
             assert result is not None
-            self._finish(
-                entry, result=result.final_text, success=True, attempts=attempts, usage=usage
-            )
+            if entry.specialist in delegator._output_types and handle is None:
+                output = dump(result.output)
+                self._finish(
+                    entry,
+                    result=json.dumps(output),
+                    success=True,
+                    attempts=attempts,
+                    usage=usage,
+                    output=output,
+                )
+            else:
+                self._finish(
+                    entry, result=result.final_text, success=True, attempts=attempts, usage=usage
+                )
         else:
             self._failed(entry, error, attempts, usage)
 
@@ -1242,6 +1292,8 @@ class DelegatingExecutor:
             entry.nested.append(child)
             tools = child
         try:
+            typed = self._delegator._output_types.get(entry.specialist)
+            extra: dict[str, Any] = {} if typed is None else {"output_type": typed}
             result = await self._runner.run(
                 _own_spec(spec),
                 entry.subtask,
@@ -1250,6 +1302,7 @@ class DelegatingExecutor:
                 path=entry.path,
                 event_sink=self._sink,
                 budget=budget,
+                **extra,
             )
         except Exception as exc:
             if child is not None:
@@ -1269,6 +1322,7 @@ class DelegatingExecutor:
         attempts: int,
         usage: Usage | None = None,
         cancelled: bool = False,
+        output: JSONValue = None,
     ) -> DelegationRecord:
         now = trio.current_time()
         record = DelegationRecord(
@@ -1283,6 +1337,7 @@ class DelegatingExecutor:
             cancelled=cancelled,
             attempts=attempts,
             path=entry.path,
+            output=output,
         )
         entry.record = record
         self._emit(
