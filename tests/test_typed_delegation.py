@@ -100,3 +100,54 @@ def test_records_with_structured_output_round_trip(output: object) -> None:
         output=output,
     )
     assert load(json.loads(json.dumps(dump(record))), DelegationRecord) == record
+
+
+@attrs.frozen
+class Question:
+    """A research question."""
+
+    topic: str
+    depth: int = 1
+
+
+async def test_a_typed_input_is_checked_sent_as_json_and_recorded() -> None:
+    model = ScriptedModel(
+        [
+            tool_call("delegate", {"specialist": "researcher", "subtask": {"topic": 3}}, id="d1")
+            + tool_call(
+                "delegate", {"specialist": "researcher", "subtask": {"topic": "owls"}}, id="d2"
+            ),
+            text("They hoot."),
+            text("Done."),
+        ]
+    )
+    delegator = Delegator(LEAD, [RESEARCHER, WRITER], input_types={"researcher": Question})
+    result = await delegator.run("go", runner=ModelRunner(model))
+    # The bad subtask is an error result the lead reads, with no record.
+    shown = model.requests[-1].messages[-1]
+    assert isinstance(shown, ToolResultMessage)
+    assert shown.results[0].is_error
+    assert "invalid subtask for specialist 'researcher'" in shown.results[0].content
+    assert "@ $.topic: expected a string" in shown.results[0].content
+    assert not shown.results[1].is_error
+    (record,) = result.delegations
+    assert record.input == {"topic": "owls", "depth": 1}
+    assert json.loads(record.subtask) == record.input
+    # The specialist got the value as JSON text.
+    specialist_input = model.requests[1].messages[0]
+    assert json.loads(specialist_input.content[0].text) == record.input  # type: ignore[union-attr]
+
+
+def test_typed_inputs_are_in_the_delegate_tool_schema() -> None:
+    plain = Delegator(LEAD, [RESEARCHER, WRITER])
+    typed = Delegator(LEAD, [RESEARCHER, WRITER], input_types={"researcher": Question})
+    plain_subtask = plain.definition().parameters["properties"]["subtask"]
+    subtask = typed.definition().parameters["properties"]["subtask"]
+    assert plain_subtask["type"] == "string"
+    first, second = subtask["anyOf"]
+    assert first == plain_subtask
+    assert second["title"] == "researcher"
+    assert second["required"] == ["topic"]
+    assert "'researcher'" in subtask["description"]
+    with pytest.raises(InvalidArgumentError, match="input_types names 'oracle'"):
+        Delegator(LEAD, [RESEARCHER], input_types={"oracle": Question})

@@ -73,6 +73,7 @@ from ._errors import (
     AgentError,
     BudgetExhausted,
     DelegationFailed,
+    DeserializationError,
     InvalidArgumentError,
     UsageError,
 )
@@ -92,7 +93,7 @@ from ._messages import (
 from ._models import Model, OutputMode, ToolDefinition, check_model
 from ._orchestrator import AgentHandle
 from ._output import output_spec
-from ._serde import dump
+from ._serde import dump, load
 from ._supervision import Backoff
 from ._tools import (
     Tool,
@@ -101,6 +102,7 @@ from ._tools import (
     ToolPolicy,
     Toolset,
     _is_executor,
+    _schema,
     combine_executors,
 )
 
@@ -161,6 +163,9 @@ class DelegationRecord:
     """Runs started: 0 when the delegation was refused, more than 1 after retries."""
     path: str = ""
     """The specialist's path in the tree, e.g. ``"lead/researcher"``."""
+    input: JSONValue = None
+    """The structured subtask of a specialist with an input type (see ``input_types`` of
+    :class:`Delegator`), as JSON data; ``None`` otherwise. :attr:`subtask` is its JSON text."""
     output: JSONValue = None
     """The structured answer of a specialist with an output type (see ``output_types`` of
     :class:`Delegator`), as JSON data; ``None`` otherwise. :attr:`result` is its JSON text."""
@@ -587,8 +592,35 @@ def _summary(spec: AgentSpec) -> str:
     return ""
 
 
+def _typed(
+    argument: str,
+    types: Mapping[str, Any] | None,
+    found: Mapping[str, AgentSpec],
+    live: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The typed specialists of ``input_types`` / ``output_types`` (``str`` is plain text)."""
+    typed: dict[str, Any] = {}
+    for name, tp in (types or {}).items():
+        if name not in found or name in live:
+            raise InvalidArgumentError(
+                f"{argument} names {name!r}, which is not a specialist; "
+                f"specialists: {', '.join(n for n in found if n not in live) or 'none'}"
+            )
+        output_spec(tp, OutputMode.TOOL)  # rejects an unsupported type now, naming it
+        if tp is not str:
+            typed[name] = tp
+    return typed
+
+
+def _input_schema(tp: Any) -> dict[str, JSONValue]:
+    return _schema(tp)
+
+
 def _delegate_definition(
-    names: Sequence[str], specialists: Mapping[str, AgentSpec], handles: Mapping[str, Any]
+    names: Sequence[str],
+    specialists: Mapping[str, AgentSpec],
+    handles: Mapping[str, Any],
+    inputs: Mapping[str, dict[str, JSONValue]] | None = None,
 ) -> ToolDefinition:
     lines = []
     for name in names:
@@ -610,16 +642,27 @@ def _delegate_definition(
                     "enum": list(names),
                     "description": "Name of the specialist to hand the subtask to.",
                 },
-                "subtask": {
-                    "type": "string",
-                    "description": "The subtask, stated completely: the specialist sees "
-                    "nothing else.",
-                },
+                "subtask": _subtask_schema(inputs or {}),
             },
             "required": ["specialist", "subtask"],
             "additionalProperties": False,
         },
     )
+
+
+def _subtask_schema(inputs: Mapping[str, dict[str, JSONValue]]) -> dict[str, JSONValue]:
+    text: dict[str, JSONValue] = {
+        "type": "string",
+        "description": "The subtask, stated completely: the specialist sees nothing else.",
+    }
+    if not inputs:
+        return text
+    typed = ", ".join(repr(name) for name in inputs)
+    return {
+        "anyOf": [text, *({**schema, "title": name} for name, schema in inputs.items())],
+        "description": f"The subtask, stated completely: a string, except for {typed}, "
+        "which take a value of the schema titled with their name.",
+    }
 
 
 def _own_spec(spec: AgentSpec) -> AgentSpec:
@@ -644,6 +687,11 @@ class Delegator:
     :param max_depth: deepest delegation allowed (1: specialists may not delegate).
     :param handles: names served by running orchestrated agents instead of fresh ones.
     :param rng: source of backoff jitter (seed it for reproducible delays).
+    :param input_types: the input type of specialists that take a structured subtask, by name
+        (the same types as ``output_types``). The ``delegate`` tool's schema offers the type's
+        JSON schema for ``subtask``; a subtask that does not load into it is an error result
+        the model reads; the specialist gets it as JSON text and the record keeps it as
+        :attr:`DelegationRecord.input`.
     :param output_types: the output type of specialists that answer a structured value
         instead of text, by name (any ``output_type`` an :class:`~trio_agents.Agent` takes).
         The runner builds them with that ``output_type``; the caller reads the answer as JSON
@@ -659,6 +707,7 @@ class Delegator:
         "_definition",
         "_failure_policy",
         "_handles",
+        "_input_types",
         "_main",
         "_max_depth",
         "_max_retries",
@@ -681,6 +730,7 @@ class Delegator:
         handles: Mapping[str, AgentHandle] | None = None,
         rng: random.Random | None = None,
         output_types: Mapping[str, Any] | None = None,
+        input_types: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(main, AgentSpec):
             raise InvalidArgumentError(f"main must be an AgentSpec, got {type(main).__name__}")
@@ -714,17 +764,10 @@ class Delegator:
             retry_backoff if retry_backoff is not None else Backoff(initial=1.0, max_delay=30.0)
         )
         self._rng = rng if rng is not None else random.Random()
-        self._definition = _delegate_definition(self._names, found, live)
-        self._output_types: dict[str, Any] = {}
-        for name, output_type in (output_types or {}).items():
-            if name not in found or name in live:
-                raise InvalidArgumentError(
-                    f"output_types names {name!r}, which is not a specialist; "
-                    f"specialists: {', '.join(n for n in found if n not in live) or 'none'}"
-                )
-            output_spec(output_type, OutputMode.TOOL)  # rejects an unsupported type now
-            if output_type is not str:
-                self._output_types[name] = output_type
+        self._output_types = _typed("output_types", output_types, found, live)
+        self._input_types = _typed("input_types", input_types, found, live)
+        inputs = {name: _input_schema(tp) for name, tp in self._input_types.items()}
+        self._definition = _delegate_definition(self._names, found, live, inputs)
 
     @property
     def main(self) -> AgentSpec:
@@ -887,6 +930,7 @@ class _Entry:
     call_id: str
     specialist: str
     subtask: str
+    input: JSONValue
     path: str
     depth: int
     start: float
@@ -1080,6 +1124,19 @@ class DelegatingExecutor:
         name = call.arguments.get("specialist")
         subtask = call.arguments.get("subtask")
         extra = sorted(set(call.arguments) - {"specialist", "subtask"})
+        given: JSONValue = None
+        typed_input = delegator._input_types.get(name) if isinstance(name, str) else None
+        if typed_input is not None and not extra:
+            # A typed specialist's subtask is a value of its input type, sent as JSON text.
+            try:
+                given = dump(load(subtask, typed_input))
+            except DeserializationError as exc:
+                return _error(
+                    call,
+                    f"invalid subtask for specialist {name!r}: {exc}; send a value of its "
+                    "input type as the subtask",
+                )
+            subtask = json.dumps(given)
         if not isinstance(name, str) or not isinstance(subtask, str) or extra:
             problem = (
                 f"unexpected arguments {extra}"
@@ -1100,6 +1157,7 @@ class DelegatingExecutor:
             call_id=call.id,
             specialist=name,
             subtask=subtask,
+            input=given,
             path=f"{self._path}/{name}",
             depth=self._depth + 1,
             start=now,
@@ -1337,6 +1395,7 @@ class DelegatingExecutor:
             cancelled=cancelled,
             attempts=attempts,
             path=entry.path,
+            input=entry.input,
             output=output,
         )
         entry.record = record
