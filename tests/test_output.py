@@ -9,6 +9,7 @@ from typing import Any, Literal, TypedDict
 
 import attrs
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -363,3 +364,29 @@ def test_anthropic_forces_a_tool_call_for_the_final_result() -> None:
     assert [t["name"] for t in params["tools"]] == ["final_result"]
     assert params["tool_choice"] == {"type": "any"}
     assert "tool_choice" not in model.build_params(ModelRequest())
+
+
+# Values of several output types, with the type they belong to.
+typed_values = st.one_of(
+    cities.map(lambda c: (City, c)),
+    st.integers().map(lambda i: (int, i)),
+    st.lists(st.text(max_size=5), max_size=4).map(lambda v: (list[str], v)),
+    (st.integers() | st.text(max_size=5)).map(lambda v: (int | str, v)),
+    st.sampled_from(Colour).map(lambda c: (Colour, c)),
+    st.sampled_from(["yes", "no"]).map(lambda v: (Literal["yes", "no"], v)),
+)
+
+
+@given(typed_values, st.sampled_from(["tool", "native"]))
+def test_any_value_round_trips_through_a_model_answer(
+    typed_value: tuple[Any, Any], mode: Literal["tool", "native"]
+) -> None:
+    output_type, value = typed_value
+    answer = _answer(output_type, dump(value))
+    step = tool_call("final_result", answer) if mode == "tool" else json.dumps(answer)
+
+    async def main() -> Any:
+        agent = Agent(ScriptedModel([step]), output_type=output_type, output_mode=mode)
+        return (await agent.run("go")).output
+
+    assert trio.run(main) == value
