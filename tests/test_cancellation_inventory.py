@@ -37,6 +37,7 @@ from trio_agents import (
     AgentResult,
     AgentSpec,
     AgentStatus,
+    ApprovalDecision,
     AssistantMessage,
     Backoff,
     DelegationFinished,
@@ -175,6 +176,37 @@ async def test_agent_run_mid_model_call(stream: bool) -> None:
     assert len(model.requests) == 1
     assert agent.last_result is not None
     assert agent.last_result.stop_reason is StopReason.ABORTED
+
+
+async def test_agent_resume_mid_approved_tool() -> None:
+    hangs_with_approval = tool(hanging_tool, name="hangs", requires_approval=True)
+    model = ScriptedModel([tool_call("hangs", id="c1"), text("never")])
+    agent = Agent(model, tools=[hangs_with_approval])
+    waiting = await agent.run("go")
+    assert waiting.stop_reason is StopReason.APPROVAL_REQUIRED
+    decision = ApprovalDecision(call_id="c1", approved=True)
+    bare(await cut_off(lambda: agent.resume([decision])))
+    result = agent.last_result
+    assert result is not None
+    assert result.stop_reason is StopReason.ABORTED
+    last = result.messages[-1]
+    assert isinstance(last, ToolResultMessage)
+    assert [r.content for r in last.results] == ["tool call interrupted: cancelled"]
+
+
+async def test_agent_resume_mid_model_call() -> None:
+    approved = tool(_returns_ok, name="ok", requires_approval=True)
+    model = ScriptedModel([tool_call("ok", id="c1"), hang()])
+    agent = Agent(model, tools=[approved])
+    await agent.run("go")
+    bare(await cut_off(lambda: agent.resume([ApprovalDecision(call_id="c1", approved=True)])))
+    assert len(model.requests) == 2
+    assert agent.last_result is not None
+    assert agent.last_result.stop_reason is StopReason.ABORTED
+
+
+async def _returns_ok() -> str:
+    return "ok"
 
 
 async def test_agent_run_mid_parallel_tools() -> None:
@@ -751,6 +783,7 @@ COVERED: dict[str, tuple[str, ...]] = {
         "test_agent_run_with_a_model_that_lets_a_group_out",
         "test_agent_with_a_delegating_executor",
     ),
+    "Agent.resume": ("test_agent_resume_mid_approved_tool", "test_agent_resume_mid_model_call"),
     "Model.request": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
     "Model.stream": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
     "Tool.call": ("test_tool_call_and_toolset_execute",),

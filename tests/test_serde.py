@@ -281,6 +281,9 @@ def test_result_wire_format() -> None:
         "transfer": {"target": "billing", "message": "over to you"},
         "duration": 1.25,
         "unpriced_models": [],
+        "pending_approvals": [],
+        "held_results": [],
+        "output": None,
     }
     assert dump(StopReason.TRANSFER) == "transfer"
 
@@ -299,6 +302,7 @@ def test_model_request_and_stream_wire_format() -> None:
             {"name": "t", "description": "", "parameters": {"type": "object", "properties": {}}}
         ],
         "settings": {"max_tokens": None, "temperature": 0.5, "seed": None, "extra": {"top_k": 3}},
+        "output": None,
     }
     assert dump(TextDelta("a")) == {"type": "text_delta", "text": "a"}
     assert dump(ThinkingDelta("b")) == {"type": "thinking_delta", "thinking": "b"}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, Literal, overload
 
 import attrs
 import trio
@@ -36,6 +36,7 @@ from ._errors import (
     ModelTimeout,
     NetworkError,
     NoMessagesError,
+    OutputValidationError,
     RunTimeout,
 )
 from ._events import (
@@ -53,11 +54,14 @@ from ._jitter import backoff_delay
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantMessage,
     Cost,
     ErrorInfo,
     JSONValue,
     Message,
+    OutputT,
+    PendingApproval,
     StopReason,
     SystemMessage,
     ToolCallBlock,
@@ -66,7 +70,16 @@ from ._messages import (
     Usage,
     UserMessage,
 )
-from ._models import Model, ModelRequest, ModelSettings, StreamDone, check_model
+from ._models import (
+    Model,
+    ModelRequest,
+    ModelSettings,
+    OutputMode,
+    StreamDone,
+    check_model,
+    native_output,
+)
+from ._output import OutputInvalid, OutputSpec, output_spec
 from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
 from .models._prices import PriceTable, cost_for
 
@@ -193,8 +206,15 @@ def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
     )
 
 
-class Agent:
+_OUTPUT_MODES = ("auto", "native", "tool")
+
+
+class Agent(Generic[OutputT]):
     """A model with instructions and tools, and the conversation it has had.
+
+    Generic in its output type: ``Agent(model, output_type=Person)`` is an ``Agent[Person]``
+    whose runs return ``AgentResult[Person]``; without ``output_type`` it is an
+    ``Agent[str]`` that answers text.
 
     :param model: the :class:`Model` to call.
     :param name: the agent's name, used in events and errors.
@@ -221,6 +241,18 @@ class Agent:
     :param use_genai_prices: also look prices up in ``genai-prices`` (extra ``prices``).
         Without ``prices`` and this, no cost is computed and every model is unpriced.
     :param path: the agent's path in a tree (defaults to ``name``).
+    :param output_type: the type of the final answer (:attr:`AgentResult.output`): ``str``
+        (the default, a text answer), an attrs class, a dataclass, a TypedDict, ``int``,
+        ``float``, ``bool``, ``list[X]``, a ``Literal``, an enum, or a union of those. The
+        model is given its JSON schema and the answer is loaded by the converter.
+    :param output_mode: how the structured answer is asked for: ``"native"`` (the model's
+        structured output, :attr:`OutputMode.NATIVE`), ``"tool"`` (a final-result tool,
+        :attr:`OutputMode.TOOL`) or ``"auto"`` (native when the model declares
+        ``native_output = True``, the tool otherwise).
+    :param output_retries: how many times an answer that does not match ``output_type`` is
+        sent back to the model with what was wrong before the run fails with
+        :class:`OutputValidationError`. Each retry is a turn (it counts against
+        ``max_turns``).
     """
 
     # Slots: an agent's 30 attributes in an instance dict took ~1.6 KB, paid by every spawned
@@ -237,6 +269,7 @@ class Agent:
         "_limiter",
         "_max_tool_concurrency",
         "_model",
+        "_output",
         "_prices",
         "_rng",
         "_running",
@@ -244,6 +277,7 @@ class Agent:
         "_tool_definitions",
         "_usage",
         "_use_genai_prices",
+        "_waiting",
         "budget",
         "deps",
         "event_sink",
@@ -253,6 +287,7 @@ class Agent:
         "max_turns",
         "model_timeout",
         "name",
+        "output_retries",
         "path",
         "policy",
         "retry",
@@ -261,6 +296,36 @@ class Agent:
         "stream",
     )
 
+    @overload
+    def __init__(
+        self: Agent[str],
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: type[str] = str,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    @overload
     def __init__(
         self,
         model: Model,
@@ -285,8 +350,84 @@ class Agent:
         path: str | None = None,
         prices: PriceTable | Mapping[str, Any] | None = None,
         use_genai_prices: bool = False,
+        output_type: type[OutputT],
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[Any],
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: object,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: Model,
+        *,
+        name: str = "agent",
+        instructions: str = "",
+        tools: Iterable[Tool] | ToolExecutor = (),
+        max_turns: int = 10,
+        retry: RetryPolicy | None = None,
+        settings: ModelSettings | None = None,
+        model_timeout: float | None = None,
+        run_timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        budget: Budget | None = None,
+        deps: Any = None,
+        infra: Any = None,
+        policy: ToolPolicy | None = None,
+        event_sink: EventSink | None = None,
+        max_tool_concurrency: int = 10,
+        stream: bool = False,
+        rng: random.Random | None = None,
+        path: str | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        use_genai_prices: bool = False,
+        output_type: Any = str,
+        output_mode: Literal["auto", "native", "tool"] = "auto",
+        output_retries: int = 1,
     ) -> None:
         self._model = check_model(model)
+        if output_mode not in _OUTPUT_MODES:
+            raise InvalidArgumentError(
+                f"output_mode must be one of {', '.join(map(repr, _OUTPUT_MODES))}, "
+                f"got {output_mode!r}"
+            )
+        if not isinstance(output_retries, int) or output_retries < 0:
+            raise InvalidArgumentError(
+                f"output_retries must be an int >= 0, got {output_retries!r}"
+            )
+        mode = (
+            OutputMode.NATIVE
+            if output_mode == "native" or (output_mode == "auto" and native_output(model))
+            else OutputMode.TOOL
+        )
+        self._output: OutputSpec | None = output_spec(output_type, mode)
+        self.output_retries = output_retries
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"name must be a non-empty str, got {name!r}")
         if not isinstance(max_turns, int) or max_turns < 1:
@@ -310,6 +451,14 @@ class Agent:
         else:
             self._executor = Toolset(tools)
         self._tool_definitions = tuple(self._executor.definitions())
+        if self._output is not None and self._output.schema.mode is OutputMode.TOOL:
+            final = self._output.tool
+            if any(d.name == final.name for d in self._tool_definitions):
+                raise InvalidArgumentError(
+                    f"a tool named {final.name!r} clashes with the final-result tool of "
+                    "output_type; rename the tool or use output_mode='native'"
+                )
+            self._tool_definitions = (*self._tool_definitions, final)
         self.max_turns = max_turns
         # RetryPolicy is frozen and holds only numbers: the default can be shared.
         self.retry = retry if retry is not None else _DEFAULT_RETRY
@@ -343,6 +492,7 @@ class Agent:
         self._abort_scope: trio.CancelScope | None = None
         self._abort_reason: str | None = None
         self._last_result: AgentResult | None = None
+        self._waiting: AgentResult[Any] | None = None
 
     @classmethod
     def from_spec(
@@ -410,10 +560,11 @@ class Agent:
             self._abort_scope.cancel(reason=reason)
 
     def clear_history(self) -> None:
-        """Forget the conversation (misuse while running)."""
+        """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
         if self._running:
             raise AlreadyRunningError(f"agent {self.name!r} is running; clear its history after")
         self._history.clear()
+        self._waiting = None
 
     # Events are built in place, ``sink(Kind(time=trio.current_time(), agent=self.path, ...))``,
     # rather than through a helper taking ``**fields``: the keyword dict and the extra call
@@ -421,7 +572,7 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self, input: str | Message | Sequence[Message]) -> AgentResult:
+    async def run(self, input: str | Message | Sequence[Message]) -> AgentResult[OutputT]:
         """Run the agent on ``input`` until it answers; see the module rules."""
         if self._running:
             raise AlreadyRunningError(
@@ -431,6 +582,107 @@ class Agent:
         new_messages = _as_messages(input)
         if not new_messages:
             raise NoMessagesError("run() needs at least one message; got an empty sequence")
+        if self._waiting is not None:
+            raise AlreadyRunningError(
+                f"agent {self.name!r} waits for approval of tool calls "
+                f"{[p.call_id for p in self._waiting.pending_approvals]}; "
+                "resume() it with the decisions, or clear_history() to drop them"
+            )
+        return await self._run(new_messages, None)
+
+    async def resume(
+        self,
+        decisions: Iterable[ApprovalDecision],
+        *,
+        waiting: AgentResult[Any] | None = None,
+        history: Sequence[Message] | None = None,
+    ) -> AgentResult[OutputT]:
+        """Continue a run that stopped with :attr:`StopReason.APPROVAL_REQUIRED`.
+
+        Approved calls run (the policy's checks still apply), denied ones become error results
+        that the model reads, and the calls of that turn that did not need approval give the
+        results they already gave (:attr:`AgentResult.held_results`). Then the loop goes on
+        as in :meth:`run`, and this returns the result of the resumed part.
+
+        :param decisions: one :class:`ApprovalDecision` per pending call.
+        :param waiting: the stored result that stopped for approval; defaults to this agent's
+            own :attr:`last_result`. Give it to resume in another agent, e.g. one rebuilt in
+            another process.
+        :param history: the whole conversation up to the stop, for an agent whose history is
+            empty; defaults to ``waiting.messages`` (enough when the waiting run was the
+            conversation's first). Ignored when the agent has a history.
+        :raises InvalidArgumentError: nothing is waiting, or the decisions do not answer each
+            pending call exactly once (the message lists the pending ids). Nothing changes.
+        """
+        if self._running:
+            raise AlreadyRunningError(f"agent {self.name!r} is already running")
+        if waiting is None:
+            waiting = self._waiting
+            if waiting is None:
+                raise InvalidArgumentError(
+                    f"agent {self.name!r} is not waiting for approval "
+                    "(its last run did not stop with StopReason.APPROVAL_REQUIRED); "
+                    "pass the stored result as waiting= to resume it here"
+                )
+        elif waiting.stop_reason is not StopReason.APPROVAL_REQUIRED:
+            raise InvalidArgumentError(
+                f"waiting must be a result that stopped with StopReason.APPROVAL_REQUIRED, "
+                f"got one with {waiting.stop_reason}"
+            )
+        pending = {p.call_id: p for p in waiting.pending_approvals}
+        chosen: dict[str, ApprovalDecision] = {}
+        for index, decision in enumerate(decisions):
+            if not isinstance(decision, ApprovalDecision):
+                raise InvalidArgumentError(
+                    f"decisions[{index}] must be an ApprovalDecision, got {type(decision).__name__}"
+                )
+            if decision.call_id not in pending:
+                raise InvalidArgumentError(
+                    f"decision for unknown call id {decision.call_id!r}; pending: {sorted(pending)}"
+                )
+            if decision.call_id in chosen:
+                raise InvalidArgumentError(f"two decisions for call id {decision.call_id!r}")
+            chosen[decision.call_id] = decision
+        missing = [call_id for call_id in pending if call_id not in chosen]
+        if missing:
+            raise InvalidArgumentError(
+                f"no decision for pending call ids {missing}; every pending call needs one"
+            )
+        base = (
+            self._history
+            if self._history
+            else list(history if history is not None else waiting.messages)
+        )
+        last = base[-1] if base else None
+        calls = last.tool_calls if isinstance(last, AssistantMessage) else ()
+        ids = {call.id for call in calls}
+        held = {r.tool_call_id: r for r in waiting.held_results}
+        if not set(pending) <= ids or not set(held) <= ids or len(pending) + len(held) != len(ids):
+            raise InvalidArgumentError(
+                "the history does not end with the turn that waits for approval; "
+                "resume with the same conversation (history=) that the waiting run had"
+            )
+        answered = dict(held)
+        for call in calls:
+            verdict = chosen.get(call.id)
+            if verdict is not None and not verdict.approved:
+                answered[call.id] = ToolResultBlock(
+                    tool_call_id=call.id,
+                    content="not run: a person denied this call"
+                    + (f": {verdict.reason}" if verdict.reason else ""),
+                    is_error=True,
+                    tool_name=call.name,
+                )
+        if not self._history:
+            self._history.extend(base)
+        self._waiting = None
+        return await self._run([], (calls, answered))
+
+    async def _run(
+        self,
+        new_messages: list[Message],
+        resume: tuple[tuple[ToolCallBlock, ...], dict[str, ToolResultBlock]] | None,
+    ) -> AgentResult[OutputT]:
         sink = self.event_sink
         start = trio.current_time()
         run_number = self._runs + 1
@@ -449,9 +701,17 @@ class Agent:
             budget = budget.child(self.limits) if budget is not None else Budget(self.limits)
         stop_reason = StopReason.STOP
         error: BaseException | None = None
+        pending: tuple[PendingApproval, ...] = ()
+        held: tuple[ToolResultBlock, ...] = ()
+        output: Any = None
+        spec = self._output
+        output_retries = 0
 
-        def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult:
+        def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult[OutputT]:
             return AgentResult(
+                output=output,
+                pending_approvals=pending,
+                held_results=held,
                 messages=self._history[first_index:],
                 stop_reason=reason,
                 usage=run_usage,
@@ -469,6 +729,8 @@ class Agent:
         try:
             with abort_scope:
                 turn = 0
+                if resume is not None:
+                    await self._run_tools(resume[0], resume[1])
                 while True:
                     turn += 1
                     if sink is not None:
@@ -490,18 +752,72 @@ class Agent:
                         budget.charge(message.usage, cost)
                     self._history.append(message)
                     calls = message.tool_calls
-                    if not calls:
+                    answered: dict[str, ToolResultBlock] = {}
+                    problem: str | None = None
+                    if spec is not None:
+                        try:
+                            found, output = self._check_output(spec, message, answered)
+                        except OutputInvalid as exc:
+                            problem = str(exc)
+                        else:
+                            if found:
+                                stop_reason = StopReason.STOP
+                                self._history.append(ToolResultMessage(answered.values()))
+                                if sink is not None:
+                                    sink(
+                                        TurnFinished(
+                                            time=trio.current_time(), agent=self.path, turn=turn
+                                        )
+                                    )
+                                break
+                    if not calls and problem is None:
                         stop_reason = (
                             StopReason.LENGTH
                             if message.stop_reason is StopReason.LENGTH
                             else StopReason.STOP
                         )
+                        output = message.text
                         if sink is not None:
                             sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
                         break
+                    if problem is not None:
+                        output_retries += 1
+                        if output_retries > self.output_retries:
+                            raise OutputValidationError(
+                                f"the model's answer does not match output_type after "
+                                f"output_retries={self.output_retries}: {problem}",
+                                problems=problem,
+                            )
                     if turn >= self.max_turns:
                         raise MaxTurnsExceeded(self.max_turns)
-                    await self._run_tools(calls)
+                    if calls:
+                        asking = self._asking(calls, answered)
+                        if asking:
+                            results = await self._run_tools(calls, answered, hold=asking)
+                            pending = tuple(
+                                PendingApproval(
+                                    call_id=call.id,
+                                    tool=call.name,
+                                    arguments=call.arguments,
+                                    agent=self.path,
+                                )
+                                for call in calls
+                                if call.id in asking
+                            )
+                            held = tuple(results)
+                            stop_reason = StopReason.APPROVAL_REQUIRED
+                            if sink is not None:
+                                sink(
+                                    TurnFinished(
+                                        time=trio.current_time(), agent=self.path, turn=turn
+                                    )
+                                )
+                            break
+                        await self._run_tools(calls, answered)
+                    else:
+                        assert problem is not None
+                        assert spec is not None
+                        self._history.append(UserMessage.text(_retry_prompt(spec, problem)))
                     if sink is not None:
                         sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
         except AgentError as exc:
@@ -532,6 +848,8 @@ class Agent:
                     stop_reason = StopReason.ERROR
             result = snapshot(stop_reason, error)
             self._last_result = result
+            if stop_reason is StopReason.APPROVAL_REQUIRED:
+                self._waiting = result
             if isinstance(error, AgentError):
                 error.result = result  # the same partial result as last_result
             if sink is not None:
@@ -571,6 +889,7 @@ class Agent:
             messages=self._history,
             tools=self._tool_definitions,
             settings=self.settings,
+            output=self._output.schema if self._output is not None else None,
         )
         # The common case awaits the model directly: two coroutine layers fewer, each of
         # which every resumption of the call passes through.
@@ -646,12 +965,90 @@ class Agent:
             self._limiter = trio.CapacityLimiter(self._max_tool_concurrency)
         return self._limiter
 
-    async def _run_tools(self, calls: tuple[ToolCallBlock, ...]) -> None:
+    def _check_output(
+        self, spec: OutputSpec, message: AssistantMessage, answered: dict[str, ToolResultBlock]
+    ) -> tuple[bool, Any]:
+        """Whether ``message`` holds the final answer, and the answer.
+
+        Raises :class:`OutputInvalid` (the retry prompt) when it holds a bad one. In tool
+        mode the final-result calls are answered in ``answered`` (with the problem when the
+        answer is bad); when it is good, the other calls of the turn are answered "not run".
+        """
+        calls = message.tool_calls
+        if spec.schema.mode is OutputMode.NATIVE:
+            if calls:
+                return False, None
+            return True, spec.parse_text(message.text)
+        name = spec.schema.name
+        finals = [call for call in calls if call.name == name]
+        if not finals:
+            if calls:
+                return False, None
+            raise OutputInvalid(f"answer by calling the {name!r} tool, not with text")
+        call = finals[0]
+        try:
+            if call.raw_arguments is not None:
+                raise OutputInvalid(
+                    f"the arguments are not valid JSON: {call.raw_arguments[:200]!r}"
+                )
+            value = spec.parse(call.arguments)
+        except OutputInvalid as exc:
+            for final in finals:
+                answered[final.id] = ToolResultBlock(
+                    tool_call_id=final.id,
+                    content=_retry_prompt(spec, str(exc)),
+                    is_error=True,
+                    tool_name=name,
+                )
+            raise
+        for other in calls:
+            answered[other.id] = (
+                ToolResultBlock(
+                    tool_call_id=other.id, content="final result accepted", tool_name=name
+                )
+                if other is call
+                else ToolResultBlock(
+                    tool_call_id=other.id,
+                    content="not run: the final result was given in the same turn",
+                    is_error=True,
+                    tool_name=other.name,
+                )
+            )
+        return True, value
+
+    def _asking(
+        self, calls: tuple[ToolCallBlock, ...], answered: Mapping[str, ToolResultBlock]
+    ) -> set[str]:
+        """Ids of the calls that wait for a person (tool or policy says so)."""
+        asking: set[str] = set()
+        get = getattr(self._executor, "get", None)
+        policy_asks = getattr(self.policy, "needs_approval", None)
+        for call in calls:
+            if call.id in answered:
+                continue
+            found = get(call.name) if get is not None else None
+            if getattr(found, "requires_approval", False) is True or (
+                policy_asks is not None and policy_asks(call, self.path)
+            ):
+                asking.add(call.id)
+        return asking
+
+    async def _run_tools(
+        self,
+        calls: tuple[ToolCallBlock, ...],
+        answered: Mapping[str, ToolResultBlock] | None = None,
+        *,
+        hold: set[str] | None = None,
+    ) -> list[ToolResultBlock]:
+        """Run ``calls`` but the ``answered`` ones and append the turn's results; with
+        ``hold``, run the others but those and return their results without appending."""
         done = False
+        skip = set(answered or ()) | (hold or set())
+        to_run = calls if not skip else tuple(c for c in calls if c.id not in skip)
         try:
             results = await execute_tool_calls(
                 self._executor,
-                calls,
+                to_run,
                 agent=self.path,
                 deps=self.deps,
                 infra=self.infra,
@@ -659,6 +1056,13 @@ class Agent:
                 policy=self.policy,
                 event_sink=self.event_sink,
             )
+            if hold:
+                done = True
+                return [*results, *(answered or {}).values()]
+            if answered:
+                by_id = {r.tool_call_id: r for r in results}
+                by_id.update(answered)
+                results = [by_id[c.id] for c in calls]
             done = True
         finally:
             if not done:
@@ -674,10 +1078,21 @@ class Agent:
                     )
                     for call in calls
                 ]
-            self._history.append(ToolResultMessage(results))
+            if not (done and hold):
+                self._history.append(ToolResultMessage(results))
+        return list(results)
 
     def __repr__(self) -> str:
         return f"<Agent {self.path!r} model={self._model.model_id!r} running={self._running}>"
+
+
+def _retry_prompt(spec: OutputSpec, problem: str) -> str:
+    where = (
+        f"call the {spec.schema.name!r} tool again with corrected arguments"
+        if spec.schema.mode is OutputMode.TOOL
+        else "answer again with only a JSON value that matches the schema"
+    )
+    return f"Your final answer was invalid: {problem}. Fix it and {where}."
 
 
 def _foreign_info(error: BaseException | None) -> ErrorInfo | None:

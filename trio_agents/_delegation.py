@@ -59,6 +59,7 @@ Rules (the semantics the tests pin):
 from __future__ import annotations
 
 import enum
+import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, cast, runtime_checkable
@@ -72,6 +73,7 @@ from ._errors import (
     AgentError,
     BudgetExhausted,
     DelegationFailed,
+    DeserializationError,
     InvalidArgumentError,
     UsageError,
 )
@@ -82,12 +84,16 @@ from ._messages import (
     AgentResult,
     AssistantMessage,
     ErrorInfo,
+    JSONValue,
+    StopReason,
     ToolCallBlock,
     ToolResultBlock,
     Usage,
 )
-from ._models import Model, ToolDefinition, check_model
+from ._models import Model, OutputMode, ToolDefinition, check_model
 from ._orchestrator import AgentHandle
+from ._output import output_spec
+from ._serde import dump, load
 from ._supervision import Backoff
 from ._tools import (
     Tool,
@@ -96,6 +102,7 @@ from ._tools import (
     ToolPolicy,
     Toolset,
     _is_executor,
+    _schema,
     combine_executors,
 )
 
@@ -156,6 +163,12 @@ class DelegationRecord:
     """Runs started: 0 when the delegation was refused, more than 1 after retries."""
     path: str = ""
     """The specialist's path in the tree, e.g. ``"lead/researcher"``."""
+    input: JSONValue = None
+    """The structured subtask of a specialist with an input type (see ``input_types`` of
+    :class:`Delegator`), as JSON data; ``None`` otherwise. :attr:`subtask` is its JSON text."""
+    output: JSONValue = None
+    """The structured answer of a specialist with an output type (see ``output_types`` of
+    :class:`Delegator`), as JSON data; ``None`` otherwise. :attr:`result` is its JSON text."""
 
 
 def _records(value: Iterable[DelegationRecord]) -> tuple[DelegationRecord, ...]:
@@ -258,6 +271,10 @@ class AgentRunner(Protocol):
             :class:`~trio_agents.Agent` does): records read usage off it, so cancelled runs
             still report what they used.
         :raises Exception: whatever ended the run; a raised error is a failed delegation.
+
+        For a specialist that :class:`Delegator` has an output type for, it is also called
+        with ``output_type=`` (a keyword a runner only needs if it serves such specialists),
+        and the result's :attr:`~trio_agents.AgentResult.output` is the answer.
         """
         ...
 
@@ -407,6 +424,7 @@ class ModelRunner:
         path: str | None = None,
         event_sink: EventSink | None = None,
         budget: Budget | None = None,
+        output_type: Any = str,
     ) -> Agent:
         """The fresh agent :meth:`run` would run (same arguments)."""
         if not isinstance(spec, AgentSpec):
@@ -449,6 +467,7 @@ class ModelRunner:
             policy=policy,
             event_sink=event_sink,
             path=path if path is not None else spec.name,
+            output_type=output_type,
             **self._agent_kwargs,
         )
 
@@ -462,20 +481,43 @@ class ModelRunner:
         path: str | None = None,
         event_sink: EventSink | None = None,
         budget: Budget | None = None,
+        output_type: Any = str,
     ) -> AgentResult:
         """Build a fresh agent for ``spec`` (see :meth:`build`) and run it on ``task``.
+
+        ``output_type`` is the agent's (see :class:`~trio_agents.Agent`); a
+        :class:`Delegator` passes it for the specialists it has ``output_types`` for.
 
         Without ``budget``, the run draws from ``infra.budget.child(spec.limits)`` (or from
         ``spec.limits`` alone); with one, it charges that budget as it is.
         """
         agent = self.build(
-            spec, tools=tools, infra=infra, path=path, event_sink=event_sink, budget=budget
+            spec,
+            tools=tools,
+            infra=infra,
+            path=path,
+            event_sink=event_sink,
+            budget=budget,
+            output_type=output_type,
         )
         return await agent.run(task)
 
     def __repr__(self) -> str:
         models = self._single.model_id if self._single is not None else sorted(self._models)
         return f"<ModelRunner models={models!r} tools={sorted(self._tools)}>"
+
+
+def _waiting_error(specialist: str, result: AgentResult) -> UsageError | None:
+    """The error of a specialist run that stopped for approval (``None`` for any other):
+    its pending calls cannot be resumed through a delegation yet, and must not be lost as
+    an empty answer."""
+    if result.stop_reason is not StopReason.APPROVAL_REQUIRED:
+        return None
+    calls = ", ".join(f"{p.tool!r} ({p.call_id})" for p in result.pending_approvals)
+    return UsageError(
+        f"specialist {specialist!r} stopped for approval of tool calls {calls}; approval "
+        "inside a delegated specialist is not supported: give those tools to the main agent"
+    )
 
 
 def _carve(parent: Budget | None, limits: UsageLimits | None) -> Budget:
@@ -550,8 +592,35 @@ def _summary(spec: AgentSpec) -> str:
     return ""
 
 
+def _typed(
+    argument: str,
+    types: Mapping[str, Any] | None,
+    found: Mapping[str, AgentSpec],
+    live: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The typed specialists of ``input_types`` / ``output_types`` (``str`` is plain text)."""
+    typed: dict[str, Any] = {}
+    for name, tp in (types or {}).items():
+        if name not in found or name in live:
+            raise InvalidArgumentError(
+                f"{argument} names {name!r}, which is not a specialist; "
+                f"specialists: {', '.join(n for n in found if n not in live) or 'none'}"
+            )
+        output_spec(tp, OutputMode.TOOL)  # rejects an unsupported type now, naming it
+        if tp is not str:
+            typed[name] = tp
+    return typed
+
+
+def _input_schema(tp: Any) -> dict[str, JSONValue]:
+    return _schema(tp)
+
+
 def _delegate_definition(
-    names: Sequence[str], specialists: Mapping[str, AgentSpec], handles: Mapping[str, Any]
+    names: Sequence[str],
+    specialists: Mapping[str, AgentSpec],
+    handles: Mapping[str, Any],
+    inputs: Mapping[str, dict[str, JSONValue]] | None = None,
 ) -> ToolDefinition:
     lines = []
     for name in names:
@@ -573,16 +642,27 @@ def _delegate_definition(
                     "enum": list(names),
                     "description": "Name of the specialist to hand the subtask to.",
                 },
-                "subtask": {
-                    "type": "string",
-                    "description": "The subtask, stated completely: the specialist sees "
-                    "nothing else.",
-                },
+                "subtask": _subtask_schema(inputs or {}),
             },
             "required": ["specialist", "subtask"],
             "additionalProperties": False,
         },
     )
+
+
+def _subtask_schema(inputs: Mapping[str, dict[str, JSONValue]]) -> dict[str, JSONValue]:
+    text: dict[str, JSONValue] = {
+        "type": "string",
+        "description": "The subtask, stated completely: the specialist sees nothing else.",
+    }
+    if not inputs:
+        return text
+    typed = ", ".join(repr(name) for name in inputs)
+    return {
+        "anyOf": [text, *({**schema, "title": name} for name, schema in inputs.items())],
+        "description": f"The subtask, stated completely: a string, except for {typed}, "
+        "which take a value of the schema titled with their name.",
+    }
 
 
 def _own_spec(spec: AgentSpec) -> AgentSpec:
@@ -607,6 +687,15 @@ class Delegator:
     :param max_depth: deepest delegation allowed (1: specialists may not delegate).
     :param handles: names served by running orchestrated agents instead of fresh ones.
     :param rng: source of backoff jitter (seed it for reproducible delays).
+    :param input_types: the input type of specialists that take a structured subtask, by name
+        (the same types as ``output_types``). The ``delegate`` tool's schema offers the type's
+        JSON schema for ``subtask``; a subtask that does not load into it is an error result
+        the model reads; the specialist gets it as JSON text and the record keeps it as
+        :attr:`DelegationRecord.input`.
+    :param output_types: the output type of specialists that answer a structured value
+        instead of text, by name (any ``output_type`` an :class:`~trio_agents.Agent` takes).
+        The runner builds them with that ``output_type``; the caller reads the answer as JSON
+        text and the record keeps it as :attr:`DelegationRecord.output`.
 
     The rules are in the "Delegation" section of the API reference.
 
@@ -618,10 +707,12 @@ class Delegator:
         "_definition",
         "_failure_policy",
         "_handles",
+        "_input_types",
         "_main",
         "_max_depth",
         "_max_retries",
         "_names",
+        "_output_types",
         "_retry_backoff",
         "_rng",
         "_specialists",
@@ -638,6 +729,8 @@ class Delegator:
         max_depth: int = 3,
         handles: Mapping[str, AgentHandle] | None = None,
         rng: random.Random | None = None,
+        output_types: Mapping[str, Any] | None = None,
+        input_types: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(main, AgentSpec):
             raise InvalidArgumentError(f"main must be an AgentSpec, got {type(main).__name__}")
@@ -671,7 +764,10 @@ class Delegator:
             retry_backoff if retry_backoff is not None else Backoff(initial=1.0, max_delay=30.0)
         )
         self._rng = rng if rng is not None else random.Random()
-        self._definition = _delegate_definition(self._names, found, live)
+        self._output_types = _typed("output_types", output_types, found, live)
+        self._input_types = _typed("input_types", input_types, found, live)
+        inputs = {name: _input_schema(tp) for name, tp in self._input_types.items()}
+        self._definition = _delegate_definition(self._names, found, live, inputs)
 
     @property
     def main(self) -> AgentSpec:
@@ -834,6 +930,7 @@ class _Entry:
     call_id: str
     specialist: str
     subtask: str
+    input: JSONValue
     path: str
     depth: int
     start: float
@@ -1027,6 +1124,19 @@ class DelegatingExecutor:
         name = call.arguments.get("specialist")
         subtask = call.arguments.get("subtask")
         extra = sorted(set(call.arguments) - {"specialist", "subtask"})
+        given: JSONValue = None
+        typed_input = delegator._input_types.get(name) if isinstance(name, str) else None
+        if typed_input is not None and not extra:
+            # A typed specialist's subtask is a value of its input type, sent as JSON text.
+            try:
+                given = dump(load(subtask, typed_input))
+            except DeserializationError as exc:
+                return _error(
+                    call,
+                    f"invalid subtask for specialist {name!r}: {exc}; send a value of its "
+                    "input type as the subtask",
+                )
+            subtask = json.dumps(given)
         if not isinstance(name, str) or not isinstance(subtask, str) or extra:
             problem = (
                 f"unexpected arguments {extra}"
@@ -1047,6 +1157,7 @@ class DelegatingExecutor:
             call_id=call.id,
             specialist=name,
             subtask=subtask,
+            input=given,
             path=f"{self._path}/{name}",
             depth=self._depth + 1,
             start=now,
@@ -1152,7 +1263,7 @@ class DelegatingExecutor:
                     error, result = exc, None
                     spent = _spent(current, _result_of(exc))
                 else:
-                    error = None
+                    error = _waiting_error(entry.specialist, result)
                     spent = _spent(current, result)
                 usage = spent if usage is _NO_USAGE else usage + spent  # 0 + u == u
                 current = None
@@ -1199,9 +1310,20 @@ class DelegatingExecutor:
             raise
         if error is None:
             assert result is not None
-            self._finish(
-                entry, result=result.final_text, success=True, attempts=attempts, usage=usage
-            )
+            if entry.specialist in delegator._output_types and handle is None:
+                output = dump(result.output)
+                self._finish(
+                    entry,
+                    result=json.dumps(output),
+                    success=True,
+                    attempts=attempts,
+                    usage=usage,
+                    output=output,
+                )
+            else:
+                self._finish(
+                    entry, result=result.final_text, success=True, attempts=attempts, usage=usage
+                )
         else:
             self._failed(entry, error, attempts, usage)
 
@@ -1228,6 +1350,8 @@ class DelegatingExecutor:
             entry.nested.append(child)
             tools = child
         try:
+            typed = self._delegator._output_types.get(entry.specialist)
+            extra: dict[str, Any] = {} if typed is None else {"output_type": typed}
             result = await self._runner.run(
                 _own_spec(spec),
                 entry.subtask,
@@ -1236,6 +1360,7 @@ class DelegatingExecutor:
                 path=entry.path,
                 event_sink=self._sink,
                 budget=budget,
+                **extra,
             )
         except Exception as exc:
             if child is not None:
@@ -1255,6 +1380,7 @@ class DelegatingExecutor:
         attempts: int,
         usage: Usage | None = None,
         cancelled: bool = False,
+        output: JSONValue = None,
     ) -> DelegationRecord:
         now = trio.current_time()
         record = DelegationRecord(
@@ -1269,6 +1395,8 @@ class DelegatingExecutor:
             cancelled=cancelled,
             attempts=attempts,
             path=entry.path,
+            input=entry.input,
+            output=output,
         )
         entry.record = record
         self._emit(

@@ -129,6 +129,21 @@ class RunTimeout(AgentError):
     """A whole run did not finish within its deadline."""
 
 
+class OutputValidationError(AgentError):
+    """The model's final answer did not match the agent's ``output_type``, even after
+    ``output_retries`` retries (each told the model what was wrong).
+
+    Not retryable: the same conversation would be asked again.
+    """
+
+    def __init__(
+        self, message: str = "", *, problems: str = "", result: AgentResult | None = None
+    ) -> None:
+        super().__init__(message, result=result)
+        self.problems: str = problems
+        """What was wrong with the last answer, as the model was told."""
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias
 
 import attrs
+from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
 
 JSONValue: TypeAlias = Any
 """Any value :func:`json.dumps` accepts (str-keyed dicts, lists, str, numbers, bool, None)."""
@@ -208,6 +209,10 @@ class StopReason(enum.Enum):
     """The run ended with an error (see :attr:`AgentResult.error`)."""
     TRANSFER = "transfer"
     """The agent handed the conversation to another agent (see :attr:`AgentResult.transfer`)."""
+    APPROVAL_REQUIRED = "approval_required"
+    """The run stopped because tool calls wait for a person's decision (see
+    :attr:`AgentResult.pending_approvals` and :meth:`Agent.resume
+    <trio_agents.Agent.resume>`)."""
 
 
 # --------------------------------------------------------------------------- messages
@@ -296,9 +301,49 @@ class TransferSignal:
     """What to tell the target."""
 
 
+# The default (Any) keeps a bare ``AgentResult`` or ``Agent`` annotation valid: a loaded
+# result holds its output as JSON data.
 @attrs.frozen(kw_only=True)
-class AgentResult:
-    """What one :meth:`Agent.run <trio_agents.Agent.run>` produced."""
+class PendingApproval:
+    """A tool call that waits for a person's decision."""
+
+    call_id: str
+    """The :attr:`ToolCallBlock.id` of the call; an :class:`ApprovalDecision` names it."""
+    tool: str
+    """The tool's name."""
+    arguments: dict[str, JSONValue] = attrs.field(factory=dict, converter=_freeze_mapping)
+    """The call's arguments, as the model gave them."""
+    agent: str = ""
+    """Path of the agent that asked (``"lead/researcher"`` for a specialist)."""
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalDecision:
+    """A person's answer to a :class:`PendingApproval`."""
+
+    call_id: str
+    """The call this decides."""
+    approved: bool
+    """Whether the call may run."""
+    reason: str = ""
+    """Why (sent to the model when the call is denied)."""
+
+
+def _pending(value: Iterable[PendingApproval]) -> tuple[PendingApproval, ...]:
+    return tuple(value)
+
+
+OutputT = TypeVar("OutputT", default=Any)
+"""The type of an agent's final answer (:attr:`AgentResult.output`)."""
+
+
+@attrs.frozen(kw_only=True)
+class AgentResult(Generic[OutputT]):
+    """What one :meth:`Agent.run <trio_agents.Agent.run>` produced.
+
+    Generic in the agent's output type for type checkers: ``Agent[Person].run()`` returns an
+    ``AgentResult[Person]``, whose :attr:`output` is a ``Person``.
+    """
 
     messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
     """The messages this run added to the conversation (input included), in order."""
@@ -316,6 +361,17 @@ class AgentResult:
     """Seconds from start to end on trio's clock."""
     unpriced_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
     """Models whose price was unknown (or not looked up), so :attr:`cost` leaves them out."""
+    pending_approvals: tuple[PendingApproval, ...] = attrs.field(default=(), converter=_pending)
+    """The calls waiting for a decision when the run stopped with
+    :attr:`StopReason.APPROVAL_REQUIRED` (empty otherwise)."""
+    held_results: tuple[ToolResultBlock, ...] = attrs.field(default=(), converter=_tool_results)
+    """Results of the calls of the same turn that did not need approval: they ran, and are
+    sent to the model with the decided ones when the run is resumed."""
+    output: OutputT | None = None
+    """The final answer as a value of the agent's output type: the final text for a text
+    agent, a structured value for an agent with an ``output_type``; ``None`` when the run
+    ended without one (aborted, failed, transferred). The converter dumps it by its own
+    class and loads it back as JSON data."""
 
     @property
     def final_text(self) -> str:

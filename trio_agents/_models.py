@@ -6,6 +6,7 @@ Providers implement it one per module (``trio_agents.models.*``); test doubles l
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -47,6 +48,38 @@ class ModelSettings:
     """Provider-specific settings passed through unchanged."""
 
 
+class OutputMode(enum.Enum):
+    """How a model is asked for a structured final answer (see :class:`OutputSchema`)."""
+
+    NATIVE = "native"
+    """The provider's own structured output: the final answer is a JSON text that matches
+    :attr:`OutputSchema.schema` (OpenAI ``response_format`` with a ``json_schema``, which
+    llama.cpp's server also honours)."""
+    TOOL = "tool"
+    """A final-result tool: the agent adds a tool named :attr:`OutputSchema.name` whose
+    arguments are the answer, and the model ends the run by calling it."""
+
+
+@attrs.frozen(kw_only=True)
+class OutputSchema:
+    """The structured answer an agent wants from a model (:attr:`ModelRequest.output`).
+
+    A model that has a native structured-output mode uses it when :attr:`mode` is
+    :attr:`OutputMode.NATIVE`; with :attr:`OutputMode.TOOL` the final-result tool is already
+    among :attr:`ModelRequest.tools`, and a provider may force the model to call a tool.
+    """
+
+    name: str
+    """Name of the schema, and of the final-result tool in :attr:`OutputMode.TOOL`."""
+    schema: dict[str, JSONValue]
+    """JSON schema of the answer; always an object (other types are wrapped in an object
+    with one ``"response"`` property)."""
+    description: str = ""
+    """What the answer is, for the model."""
+    mode: OutputMode = OutputMode.NATIVE
+    """How the answer is asked for."""
+
+
 @attrs.frozen(kw_only=True)
 class ModelRequest:
     """Everything a model needs for one response."""
@@ -59,6 +92,9 @@ class ModelRequest:
     """Tools the model may call."""
     settings: ModelSettings = ModelSettings()
     """Request settings."""
+    output: OutputSchema | None = None
+    """The structured final answer wanted, or ``None`` for a text answer. Models without
+    native structured output may ignore it: the agent validates the answer either way."""
 
 
 # --------------------------------------------------------------------------- streaming
@@ -112,6 +148,11 @@ class Model(Protocol):
     Implementations must be cancellation-safe: cancelling the calling scope aborts the
     request at once. Errors are raised as :class:`~trio_agents.ModelError` subclasses so
     that the agent loop can decide whether to retry.
+
+    Optionally, a model class may set ``native_output = True`` to say that it honours
+    :attr:`ModelRequest.output` with :attr:`OutputMode.NATIVE`; an agent whose
+    ``output_mode`` is ``"auto"`` then asks it natively, and through a final-result tool
+    otherwise.
     """
 
     @property
@@ -160,3 +201,8 @@ def check_model(model: Any, *, argument: str = "model") -> Model:
             f"(model_id, request(), stream()); got {type(model).__name__}"
         )
     return model
+
+
+def native_output(model: Any) -> bool:
+    """Whether ``model`` declares native structured output (``native_output = True``)."""
+    return getattr(model, "native_output", False) is True

@@ -97,7 +97,7 @@ class PolicyEngine:
     unique in the engine, that denials report. Give the engine to agents as their ``policy``.
     """
 
-    __slots__ = ("_checks", "_counts", "event_sink")
+    __slots__ = ("_approvals", "_checks", "_counts", "event_sink")
 
     def __init__(self, *, event_sink: EventSink | None = None) -> None:
         if event_sink is not None and not callable(event_sink):
@@ -106,6 +106,7 @@ class PolicyEngine:
             )
         self._checks: list[_Check] = []
         self._counts: dict[str, int] = {}
+        self._approvals: frozenset[str] = frozenset()
         self.event_sink: EventSink | None = event_sink
         """Where :class:`PolicyDenied` events go."""
 
@@ -142,6 +143,24 @@ class PolicyEngine:
                 "and must not block); got an async function"
             )
         self._add(_Check(name, fn))
+
+    def require_approval(self, *tool_names: str) -> None:
+        """Make every call to the tools ``tool_names`` (``"*"``: every tool) wait for a
+        person's approval: the run stops with
+        :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED` (the policy answers "ask"; see
+        :meth:`needs_approval`). The checks still run when an approved call runs.
+
+        :raises InvalidArgumentError: no tool name given, or one is not a non-empty str.
+        """
+        if not tool_names:
+            raise InvalidArgumentError("require_approval() needs at least one tool name")
+        names = frozenset(_check_tool(tool, "tool_names") for tool in tool_names)
+        self._approvals = self._approvals | names
+
+    def needs_approval(self, call: ToolCallBlock, agent: str) -> bool:
+        """Whether ``call``, asked by the agent at path ``agent``, waits for a person."""
+        approvals = self._approvals
+        return bool(approvals) and (call.name in approvals or "*" in approvals)
 
     def deny_tool(self, name: str, *tool_names: str) -> None:
         """Deny every call to the tools ``tool_names``.

@@ -44,7 +44,7 @@ from cattrs.errors import (
     IterableValidationNote,
     StructureHandlerNotFoundError,
 )
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import DeserializationError, InvalidArgumentError
 from ._events import Event, all_event_types
@@ -508,8 +508,12 @@ def _exact_structurer(cls: type) -> Callable[[Any], Any]:
     if hook is not None:
         return hook
     attrs.resolve_types(cls)
+    params = getattr(cls, "__parameters__", ())
+    # A generic class (AgentResult) is built as cls[Any, ...]: its fields do not use the
+    # type variables at run time.
+    built: Any = cls[tuple(Any for _ in params)] if params else cls  # type: ignore[index]
     base: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(
-        cls, converter, _cattrs_forbid_extra_keys=False, _cattrs_detailed_validation=True
+        built, converter, _cattrs_forbid_extra_keys=False, _cattrs_detailed_validation=True
     )
     names = [a.name for a in attrs.fields(cls) if a.init]
     tag = _tag_of(cls)
@@ -550,6 +554,10 @@ def _exact_structurer(cls: type) -> Callable[[Any], Any]:
     return structure_exact
 
 
+def _has_type_var(tp: Any) -> bool:
+    return isinstance(tp, TypeVar) or any(_has_type_var(arg) for arg in get_args(tp))
+
+
 def _is_plain_attrs(tp: Any) -> bool:
     return isinstance(tp, type) and attrs.has(tp) and not issubclass(tp, Event)
 
@@ -561,7 +569,13 @@ def _attrs_structure_factory(cls: type) -> Callable[[Any, Any], Any]:
 
 def _attrs_unstructure_factory(cls: type) -> Callable[[Any], Any]:
     attrs.resolve_types(cls)
-    base: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, converter)
+    # A field typed by a type variable (AgentResult.output) is dumped by its value's class.
+    by_value: dict[str, Any] = {
+        a.name: override(unstruct_hook=converter.unstructure)
+        for a in attrs.fields(cls)
+        if _has_type_var(a.type)
+    }
+    base: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, converter, **by_value)
     tag = _tag_of(cls)
     if tag is None:
         return base
@@ -683,6 +697,51 @@ def _tagged_union_factory(union: Any) -> Callable[[Any, Any], Any]:
 
 
 converter.register_structure_hook_factory(_is_tagged_union, _tagged_union_factory)
+
+
+# ---- other unions (``int | str``, ``Person | list[str]``): the member whose JSON type matches
+# exactly wins, then the members in order; the error lists every member's complaint.
+
+
+def _is_plain_union(tp: Any) -> bool:
+    if not _is_union(tp) or _is_tagged_union(tp):
+        return False
+    members = [a for a in get_args(tp) if a is not _NoneType]
+    return len(members) > 1
+
+
+_PRIMITIVE_TYPES: Final = (str, int, float, bool)
+
+
+def _plain_union_factory(union: Any) -> Callable[[Any, Any], Any]:
+    args = get_args(union)
+    allow_none = _NoneType in args
+    members = [a for a in args if a is not _NoneType]
+    union_name = _type_name(union)
+
+    def structure_union(value: Any, _: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        for member in members:
+            if member in _PRIMITIVE_TYPES and value.__class__ is member:
+                return value
+        complaints: list[str] = []
+        for member in members:
+            try:
+                return converter.structure(value, member)
+            except Exception as exc:
+                problems: list[tuple[str, str]] = []
+                _collect(exc, "$", problems)
+                complaints.append(
+                    f"as {_type_name(member)}: "
+                    + "; ".join(f"{path[1:] or 'value'}: {msg}" for path, msg in problems[:2])
+                )
+        raise _Invalid(f"{_describe(value)} is no {union_name} ({'; '.join(complaints)})")
+
+    return structure_union
+
+
+converter.register_structure_hook_factory(_is_plain_union, _plain_union_factory)
 
 
 # --------------------------------------------------------------------------- public API

@@ -15,6 +15,7 @@ Cancellation is never turned into a result: ``trio.Cancelled`` and other ``BaseE
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import functools
 import importlib
@@ -202,7 +203,8 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 _SUPPORTED = (
     "str, int, float, bool, None, Any, Enum, Literal, list[X], tuple[X, ...], Sequence[X], "
-    "dict[str, X], Mapping[str, X], X | None (and other unions of these), attrs classes"
+    "dict[str, X], Mapping[str, X], X | None (and other unions of these), attrs classes, "
+    "dataclasses, TypedDicts"
 )
 _LIST_ORIGINS: tuple[Any, ...] = (
     list,
@@ -319,11 +321,68 @@ def _schema(hint: Any, seen: tuple[type, ...] = ()) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _schema(args[1], seen)}
     if _is_attrs(hint):
         return _attrs_schema(hint, seen)
+    if _is_dataclass(hint) or typing.is_typeddict(hint):
+        return _record_schema(hint, seen)
     if hint in (list, tuple, dict) or hint in _LIST_ORIGINS or hint in _MAPPING_ORIGINS:
         raise _Unsupported(hint, "give the item type, e.g. list[str], dict[str, int]")
     if origin is tuple:
         raise _Unsupported(hint, "only tuples of one item type are supported: tuple[X, ...]")
     raise _Unsupported(hint)
+
+
+def _is_dataclass(hint: Any) -> bool:
+    return (
+        isinstance(hint, type)
+        and typing.get_origin(hint) is None
+        and dataclasses.is_dataclass(hint)
+    )
+
+
+def _record_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
+    """The schema of a dataclass or a TypedDict: an object of its (annotated) fields."""
+    if cls in seen:
+        raise _Unsupported(cls, "recursive classes are not supported")
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception as exc:
+        raise _Unsupported(cls, f"its annotations cannot be resolved ({exc})") from None
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    if typing.is_typeddict(cls):
+        names = list(hints)
+        required_keys: Any = getattr(cls, "__required_keys__", frozenset(names))
+        for name in names:
+            properties[name] = _schema(hints[name], (*seen, cls))
+            if name in required_keys:
+                required.append(name)
+    else:
+        for field in dataclasses.fields(cls):
+            if not field.init:
+                continue
+            schema = _schema(hints[field.name], (*seen, cls))
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
+                required.append(field.name)
+            elif field.default is not dataclasses.MISSING:
+                value = _json_default(field.default)
+                if value is not _NO_DEFAULT:
+                    schema["default"] = value
+            properties[field.name] = schema
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+    doc = cls.__doc__ or ""
+    if dataclasses.is_dataclass(cls) and doc.startswith(cls.__name__ + "("):
+        doc = ""  # the signature dataclass writes when there is no docstring
+    description = _first_paragraph(inspect.cleandoc(doc).splitlines())
+    if description:
+        result["description"] = description
+    return result
 
 
 def _attrs_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
@@ -895,6 +954,10 @@ class Tool:
     """Whether :attr:`function` takes a :class:`ToolContext` as its first argument."""
     timeout: float | None = attrs.field(default=None, validator=_validate_timeout)
     """Seconds (on trio's clock) a call may take, or ``None`` for the executor's default."""
+    requires_approval: bool = False
+    """Whether a person must approve each call before it runs: the agent's run stops with
+    :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED` instead (see :meth:`Agent.resume
+    <trio_agents.Agent.resume>`)."""
     _binder: _Binder | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def definition(self) -> ToolDefinition:
@@ -964,6 +1027,7 @@ def _make_tool(
     description: str | None,
     timeout: float | None,
     localns: Mapping[str, Any] | None,
+    requires_approval: bool = False,
 ) -> Tool:
     if not callable(fn):
         raise InvalidArgumentError(
@@ -993,6 +1057,7 @@ def _make_tool(
         function=fn,
         takes_context=takes_context,
         timeout=timeout,
+        requires_approval=requires_approval,
     )
     object.__setattr__(made, "_binder", binder)
     return made
@@ -1006,6 +1071,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Tool: ...
 @overload
 def tool(
@@ -1013,6 +1079,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Callable[[ToolFunction], Tool]: ...
 def tool(
     fn: ToolFunction | None = None,
@@ -1021,6 +1088,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Tool | Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from an ``async def`` function.
 
@@ -1045,6 +1113,9 @@ def tool(
     :param name: the tool's name; defaults to the function's name.
     :param description: the tool's description; defaults to the docstring's first paragraph.
     :param timeout: seconds (trio's clock) a call may take; ``None`` for the executor's default.
+    :param requires_approval: a person must approve each call before it runs (the run stops
+        with :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`; see :meth:`Agent.resume
+        <trio_agents.Agent.resume>`).
     :raises InvalidArgumentError: ``fn`` is not an ``async def`` function, or a parameter has
         no annotation or one without a JSON schema (the message names the parameter).
     """
@@ -1058,11 +1129,17 @@ def tool(
                 description=description,
                 timeout=checked_timeout,
                 localns=_caller_locals(),
+                requires_approval=bool(requires_approval),
             )
 
         return decorate
     return _make_tool(
-        fn, name=name, description=description, timeout=checked_timeout, localns=_caller_locals()
+        fn,
+        name=name,
+        description=description,
+        timeout=checked_timeout,
+        localns=_caller_locals(),
+        requires_approval=bool(requires_approval),
     )
 
 
@@ -1094,6 +1171,11 @@ class ToolPolicy(Protocol):
 
     :meth:`check` returns to allow the call and raises to deny it: :class:`~trio_agents.ToolDenied`
     with a reason for the model, or any other exception (fail closed).
+
+    A policy may also have a method ``needs_approval(call, agent) -> bool`` (``agent`` is the
+    asking agent's path): when it answers true the call is not run and waits for a person (see
+    :meth:`Agent.resume <trio_agents.Agent.resume>`). :class:`~trio_agents.PolicyEngine` has
+    one (:meth:`~trio_agents.PolicyEngine.require_approval`).
     """
 
     def check(self, call: ToolCallBlock, ctx: ToolContext) -> None:

@@ -68,6 +68,7 @@ from .._messages import (
 )
 from .._models import (
     ModelRequest,
+    OutputMode,
     StreamDone,
     StreamEvent,
     TextDelta,
@@ -270,6 +271,9 @@ class AnthropicModel:
             if "tools" in self._cache:
                 tools[-1] = {**tools[-1], "cache_control": _EPHEMERAL}
             params["tools"] = tools
+        if request.output is not None and request.output.mode is OutputMode.TOOL:
+            # Structured output through the final-result tool: the model must call a tool.
+            params["tool_choice"] = {"type": "any"}
         # The SDK no longer takes sampling arguments (newer models reject them); servers
         # that accept a temperature get it in the body.
         body: dict[str, Any] = {}

@@ -67,6 +67,7 @@ from .._messages import (
 )
 from .._models import (
     ModelRequest,
+    OutputMode,
     StreamDone,
     StreamEvent,
     TextDelta,
@@ -115,6 +116,10 @@ class OpenAIModel:
 
     Use ``async with model:`` to keep one connection pool for many requests.
     """
+
+    native_output = True
+    """Structured output goes in ``response_format`` (a JSON schema), which OpenAI and
+    llama.cpp's server honour."""
 
     def __init__(
         self,
@@ -258,6 +263,16 @@ class OpenAIModel:
                 }
                 for tool in request.tools
             ]
+        output = request.output
+        if output is not None and output.mode is OutputMode.NATIVE:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": output.name,
+                    "description": output.description,
+                    "schema": output.schema,
+                },
+            }
         settings = request.settings
         if settings.max_tokens is not None:
             params[self._max_tokens_parameter] = settings.max_tokens
