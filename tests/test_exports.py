@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import trio_agents
+import trio_agents.live
 import trio_agents.models
 import trio_agents.otel
 import trio_agents.testing
@@ -30,6 +31,7 @@ PUBLIC_MODULES = [
     trio_agents,
     trio_agents.models,
     trio_agents.otel,
+    trio_agents.live,
     trio_agents.testing,
     trio_agents.testing.strategies,
 ]
