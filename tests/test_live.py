@@ -197,3 +197,24 @@ def test_the_core_never_imports_rich_and_a_missing_extra_is_named(tmp_path: Path
     )
     assert out.returncode == 2, out.stderr
     assert "pip install 'trio-agents[live]'" in out.stderr
+
+
+def test_demo_live_in_a_terminal_ends_on_the_tree_of_its_events() -> None:
+    from trio_agents._demo import run_demo
+
+    log = EventLog()
+
+    async def record() -> None:
+        await run_demo(None, io.StringIO(), verbose=False, events=log)
+
+    trio.run(record, clock=trio.testing.MockClock(autojump_threshold=0))
+    expected = [line.rstrip() for line in replay(log).text().splitlines() if line.strip()]
+    code, screen = _run_in_pty([sys.executable, "-m", "trio_agents", "demo", "--live"])
+    assert code == 0, screen
+    assert "\x1b[" in screen
+    plain = _ANSI.sub("", screen)
+    frames = plain.split("agents (")
+    assert len(frames) > 3  # it redrew as the demo went
+    last = [line.rstrip() for line in ("agents (" + frames[-1]).splitlines() if line.strip()]
+    assert last == expected
+    assert any("worker-b1 [completed]" in line and "restarts=1" in line for line in last)

@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seed of the retry and backoff jitter (default: 0)",
     )
     demo.add_argument(
+        "--live",
+        action="store_true",
+        help="draw the agent tree updating as agents start, serve, fail, restart and stop, "
+        "instead of the transcripts (needs the 'live' extra)",
+    )
+    demo.add_argument(
         "--quiet",
         action="store_true",
         help="print only the results (answers, usage, final statuses), "
@@ -149,8 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             factory = _model_factory(args)
         except (InvalidArgumentError, ImportError) as exc:
             parser.exit(2, f"{parser.prog} demo: error: {exc}\n")
+        if args.live:
+            try:
+                import trio_agents.live  # noqa: F401
+            except ImportError as exc:
+                parser.exit(2, f"{parser.prog} demo: error: {exc}\n")
         try:
-            _run(args, factory)
+            _run_live(args, factory) if args.live else _run(args, factory)
         except AgentError as exc:
             # A real model can fail for real (no server, bad key): say so in one line.
             parser.exit(1, f"{parser.prog} demo: the model failed: {type(exc).__name__}: {exc}\n")
@@ -169,6 +180,27 @@ def _run(args: argparse.Namespace, factory: ModelFactory) -> None:
         ),
         clock=_clock(args),
     )
+
+
+def _run_live(args: argparse.Namespace, factory: ModelFactory) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ._eventlog import EventLog
+    from .live import follow
+
+    async def main() -> None:
+        log = EventLog()
+        console = Console()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(follow, log, console=console))
+            # The transcript is not shown: the tree is the output.
+            await run_demo(factory, io.StringIO(), seed=args.seed, verbose=False, events=log)
+            await trio.sleep(1)  # one more redraw after the last event
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=_clock(args))
 
 
 if __name__ == "__main__":
