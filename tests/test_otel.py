@@ -143,6 +143,60 @@ async def test_three_level_delegation_spans_nest_under_the_delegate_tool_calls()
     assert depth == {"delegate a": 1, "delegate c": 2}
 
 
+async def test_delegation_retry_and_cancellation_show_in_the_span_tree(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """lead -> a -> c (c fails once and is run again), lead -> b (hangs, then cancelled)."""
+    out = exporting()
+    c_runs = [0]
+
+    def lead(request: ModelRequest) -> FunctionResult:
+        return tool_call("delegate", {"specialist": "a", "subtask": "plan"}) + tool_call(
+            "delegate", {"specialist": "b", "subtask": "wait"}
+        )
+
+    def c(request: ModelRequest) -> FunctionResult:
+        c_runs[0] += 1
+        return fail(ModelOverloaded("busy")) if c_runs[0] == 1 else _answering(request)
+
+    model = _team(lead=lead, a=_delegating("c", "check"), b=lambda request: hang(), c=c)
+    pool = [_spec("a", tools=("delegate",)), _spec("b"), _spec("c")]
+    delegator = Delegator(_spec("lead"), pool, failure_policy="retry", max_retries=1)
+    runner = ModelRunner(model, retry=RetryPolicy(max_attempts=1))
+    with trio.move_on_after(1000) as scope:
+        await delegator.run("go", runner=runner, event_sink=out.tracer)
+    assert scope.cancelled_caught  # cancelled from outside while b hangs
+    spans = out.finished()
+    edges = tree_of(spans)
+    assert {
+        ("invoke_agent lead", "execute_tool delegate"),
+        ("execute_tool delegate", "delegate a"),
+        ("execute_tool delegate", "delegate b"),
+        ("delegate a", "invoke_agent a"),
+        ("execute_tool delegate", "delegate c"),
+        ("delegate c", "invoke_agent c"),
+        ("delegate b", "invoke_agent b"),
+    } <= edges
+    by_name: dict[str, list[ReadableSpan]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    first_c, second_c = sorted(by_name["invoke_agent c"], key=lambda s: s.start_time or 0)
+    assert first_c.status.status_code is StatusCode.ERROR
+    assert second_c.status.status_code is StatusCode.UNSET
+    (delegate_c,) = by_name["delegate c"]
+    assert all(
+        s.parent is not None and s.parent.span_id == delegate_c.context.span_id
+        for s in (first_c, second_c)
+    )
+    (delegate_b,) = by_name["delegate b"]
+    assert delegate_b.status.status_code is StatusCode.ERROR
+    assert delegate_b.attributes is not None
+    assert delegate_b.attributes["trio_agents.delegation.cancelled"] is True
+    # every span was ended: nothing left open in the tracer
+    assert not (out.tracer._runs or out.tracer._models or out.tracer._tools)
+    assert not out.tracer._delegations
+
+
 # --------------------------------------------------------------------------- supervision
 
 
