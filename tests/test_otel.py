@@ -35,8 +35,10 @@ from trio_agents import (
     InvalidArgumentError,
     ModelOverloaded,
     ModelRequest,
+    ModelRequested,
     ModelRunner,
     RetryPolicy,
+    RunStarted,
     TextBlock,
     ToolResultMessage,
     UserMessage,
@@ -501,3 +503,18 @@ def test_the_core_never_imports_opentelemetry_and_a_missing_extra_is_named() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'trio-agents[otel]'" in out.stdout
+
+
+def test_close_ends_every_open_span_at_the_last_event() -> None:
+    out = exporting()
+    out.tracer(RunStarted(time=5.0, agent="a", run=1))
+    out.tracer(ModelRequested(time=7.0, agent="a", model="m", attempt=1))
+    assert out.finished() == []
+    out.tracer.close()
+    spans = {s.name: s for s in out.finished()}
+    assert set(spans) == {"invoke_agent a", "chat m"}
+    run, chat = spans["invoke_agent a"], spans["chat m"]
+    assert run.start_time is not None and run.end_time is not None
+    assert chat.end_time == run.end_time == run.start_time + 2_000_000_000
+    out.tracer.close()  # idempotent
+    assert len(out.finished()) == 2

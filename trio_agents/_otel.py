@@ -121,6 +121,7 @@ class OtelTracer:
         self.capture_content = capture_content
         self._secrets = sorted({*_env_secrets(), *secrets}, key=len, reverse=True)
         self._epoch: tuple[float, int] | None = None
+        self._last = 0.0
         self._agents: dict[str, OtelSpan] = {}
         self._runs: dict[str, OtelSpan] = {}
         self._models: dict[str, tuple[OtelSpan, ModelRequested]] = {}
@@ -195,6 +196,7 @@ class OtelTracer:
 
     def __call__(self, event: Event) -> None:
         """Record ``event`` (an :data:`~trio_agents.EventSink`; never blocks)."""
+        self._last = event.time
         custom = self._registered.get(type(event))
         if custom is not None:
             custom(event)
@@ -246,8 +248,8 @@ class OtelTracer:
         self._registered[finish] = on_finish
 
     def close(self) -> None:
-        """End every span still open (as of now)."""
-        end = time.time_ns()
+        """End every span still open, as of the last event recorded."""
+        end = self._ns(self._last) if self._epoch is not None else time.time_ns()
         for table in (self._custom, self._tools, self._models, self._runs):
             for value in table.values():
                 span = value[0] if isinstance(value, tuple) else value
