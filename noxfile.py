@@ -76,7 +76,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks beside raw trio; extra arguments go to ``python -m benchmarks``."""
-    session.install("-e", ".")
+    session.install("-e", ".[otel]")  # scenario 7 measures the cost of tracing too
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

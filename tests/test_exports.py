@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 import trio_agents
+import trio_agents.live
 import trio_agents.models
+import trio_agents.otel
 import trio_agents.testing
 import trio_agents.testing.strategies
 
@@ -28,6 +30,8 @@ DOCS_DIR = ROOT / "docs"
 PUBLIC_MODULES = [
     trio_agents,
     trio_agents.models,
+    trio_agents.otel,
+    trio_agents.live,
     trio_agents.testing,
     trio_agents.testing.strategies,
 ]

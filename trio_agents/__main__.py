@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 import trio.testing
@@ -33,6 +34,9 @@ Commands:
           With --model (and --base-url for an OpenAI-compatible server), every agent of the
           same scenarios calls that real model instead, on the real clock; the faults the
           demo injects (a throttled call, a failing worker) are still injected around it.
+  view    replay a JSON Lines event log (EventLog.export_jsonl) and show the agent tree:
+          each agent's final status, requests, errors, restarts, tokens and cost (needs
+          the 'live' extra: pip install 'trio-agents[live]').
 """
 
 
@@ -62,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seed of the retry and backoff jitter (default: 0)",
     )
     demo.add_argument(
+        "--live",
+        action="store_true",
+        help="draw the agent tree updating as agents start, serve, fail, restart and stop, "
+        "instead of the transcripts (needs the 'live' extra)",
+    )
+    demo.add_argument(
         "--quiet",
         action="store_true",
         help="print only the results (answers, usage, final statuses), "
@@ -80,7 +90,37 @@ def _parser() -> argparse.ArgumentParser:
         help="the server of --model, for OpenAI-compatible servers (vLLM, llama.cpp, "
         "Ollama, ...), e.g. http://127.0.0.1:8080/v1",
     )
+    _add_view(commands)
     return parser
+
+
+def _add_view(commands: Any) -> None:
+    view = commands.add_parser(
+        "view",
+        help="show the agent tree of a JSON Lines event log (needs the 'live' extra)",
+        description="Replay an event log written by EventLog.export_jsonl and show each "
+        "agent's final status, requests, errors, restarts, tokens and cost.",
+    )
+    view.add_argument("log", metavar="LOG.jsonl", help="the event log to replay")
+
+
+def _view(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        from .live import replay
+    except ImportError as exc:
+        parser.exit(2, f"{parser.prog} view: error: {exc}\n")
+    from rich.console import Console
+
+    from ._errors import DeserializationError
+    from ._eventlog import EventLog
+
+    try:
+        log = EventLog.import_jsonl(args.log)
+    except (OSError, DeserializationError) as exc:
+        parser.exit(2, f"{parser.prog} view: error: cannot read {args.log}: {exc}\n")
+    console = Console()
+    console.print(replay(log, console=console).render(title=args.log))
+    return 0
 
 
 def _model_factory(args: argparse.Namespace) -> ModelFactory:
@@ -108,13 +148,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "view":
+        return _view(parser, args)
     if args.command == "demo":
         try:
             factory = _model_factory(args)
         except (InvalidArgumentError, ImportError) as exc:
             parser.exit(2, f"{parser.prog} demo: error: {exc}\n")
+        if args.live:
+            try:
+                import trio_agents.live  # noqa: F401
+            except ImportError as exc:
+                parser.exit(2, f"{parser.prog} demo: error: {exc}\n")
         try:
-            _run(args, factory)
+            _run_live(args, factory) if args.live else _run(args, factory)
         except AgentError as exc:
             # A real model can fail for real (no server, bad key): say so in one line.
             parser.exit(1, f"{parser.prog} demo: the model failed: {type(exc).__name__}: {exc}\n")
@@ -133,6 +180,27 @@ def _run(args: argparse.Namespace, factory: ModelFactory) -> None:
         ),
         clock=_clock(args),
     )
+
+
+def _run_live(args: argparse.Namespace, factory: ModelFactory) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ._eventlog import EventLog
+    from .live import follow
+
+    async def main() -> None:
+        log = EventLog()
+        console = Console()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(follow, log, console=console))
+            # The transcript is not shown: the tree is the output.
+            await run_demo(factory, io.StringIO(), seed=args.seed, verbose=False, events=log)
+            await trio.sleep(1)  # one more redraw after the last event
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=_clock(args))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,14 @@ from ._errors import (
     ToolError,
 )
 from ._eventlog import EventLog, Span
-from ._events import Event, ModelResponded, RetryScheduled, ToolStarted, TurnFinished
+from ._events import (
+    Event,
+    EventSink,
+    ModelResponded,
+    RetryScheduled,
+    ToolStarted,
+    TurnFinished,
+)
 from ._infra import SharedInfra
 from ._limits import Budget, UsageLimits
 from ._messages import (
@@ -98,6 +105,13 @@ class DemoContext:
     """The scenario's own seeded randomness (retry jitter, backoff jitter)."""
     verbose: bool = True
     """Print transcripts and events (false with ``--quiet``)."""
+    events: EventSink | None = None
+    """Also gets every event of every agent (``--live`` draws the tree from them)."""
+
+    def observe(self, event: Event) -> None:
+        """Hand ``event`` to :attr:`events`, if set."""
+        if self.events is not None:
+            self.events(event)
 
     def say(self, line: str = "") -> None:
         """Print a line, also in quiet mode."""
@@ -223,6 +237,7 @@ async def tools_scenario(ctx: DemoContext) -> None:
     agent: Agent | None = None
 
     def show(event: Event) -> None:
+        ctx.observe(event)
         if isinstance(event, RetryScheduled):
             ctx.detail(
                 f"  ! model call failed ({event.error.type}: {event.error.message}); "
@@ -317,6 +332,7 @@ def _answering(name: str) -> FunctionModel:
 
 
 def _show_lifecycle(ctx: DemoContext, event: Event) -> None:
+    ctx.observe(event)
     where = event.agent
     if isinstance(event, AgentSpawned):
         ctx.detail(f"  event: spawned    {where} (incarnation {event.incarnation})")
@@ -811,6 +827,8 @@ async def delegation_scenario(ctx: DemoContext) -> None:
         budget=budget, rate_limits={model.model_id: limiter for model in models.values()}
     )
     infra.policies.deny_parameter("no-internal-data", "search", "query", r"(?i)\binternal\b")
+    if ctx.events is not None:
+        infra.log.listen(ctx.events)
     lead, *specialists = _TEAM
     delegator = Delegator(lead, specialists, failure_policy="isolate", max_depth=2, rng=ctx.rng)
     # A spec's ``model`` picks its model: here the key is the agent's name, so the demo's
@@ -958,6 +976,7 @@ async def run_demo(
     seed: int = 0,
     verbose: bool = True,
     scenarios: Sequence[tuple[str, Scenario]] | None = None,
+    events: EventSink | None = None,
 ) -> None:
     """Run the demo scenarios one after the other.
 
@@ -968,6 +987,8 @@ async def run_demo(
         ``python -m trio_agents demo`` uses: scenario 3 prints times from trio's clock).
     :param verbose: print transcripts and lifecycle events, not only the results.
     :param scenarios: which scenarios to run; :data:`SCENARIOS` when ``None``.
+    :param events: also gets every event of every agent (e.g. an :class:`EventLog` that
+        :func:`trio_agents.live.follow` draws).
     """
     factory = model_factory if model_factory is not None else scripted_models()
     stream = out if out is not None else sys.stdout
@@ -978,6 +999,10 @@ async def run_demo(
         # Each scenario has its own stream of random numbers, so adding a scenario does not
         # change what the others print.
         ctx = DemoContext(
-            model=factory, out=stream, rng=random.Random(f"{seed}/{name}"), verbose=verbose
+            model=factory,
+            out=stream,
+            rng=random.Random(f"{seed}/{name}"),
+            verbose=verbose,
+            events=events,
         )
         await scenario(ctx)

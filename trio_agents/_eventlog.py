@@ -254,11 +254,12 @@ class EventLog:
     position to resume from, never silently gapped.
     """
 
-    __slots__ = ("_events", "_subscribers")
+    __slots__ = ("_events", "_listeners", "_subscribers")
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
         self._events: list[Event] = []
         self._subscribers: list[Subscription] = []
+        self._listeners: list[Callable[[Event], None]] = []
         for event in events:
             self.append(event)
 
@@ -278,8 +279,30 @@ class EventLog:
         if self._subscribers:
             for subscription in tuple(self._subscribers):
                 subscription._deliver(event, position)
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(event)
 
     __call__ = append
+
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` synchronously for every event appended from now on.
+
+        For sinks that must see each event as it happens and never fall behind, such as
+        :class:`trio_agents.otel.OtelTracer`; a listener must not block. Returns a function
+        that stops the listening (idempotent).
+
+        :raises InvalidArgumentError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise InvalidArgumentError(f"listener must be callable, got {listener!r}")
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return stop
 
     def subscribe(self, max_buffer: int = 100) -> Subscription:
         """A :class:`Subscription` to every event appended from now on.

@@ -4,6 +4,13 @@ trio_agents: scenario 1's agent, with an :class:`~trio_agents.EventLog` as the o
 event sink (the agent's run events go there too) and one subscriber task draining
 ``log.subscribe()``. The target compares it with the same run without a log
 ("trio_agents, no event log"), measured interleaved in the same rounds.
+
+trio_agents + OpenTelemetry: the same run with a :class:`trio_agents.otel.OtelTracer` as the
+event sink, recording into the OpenTelemetry SDK: a ``TracerProvider`` whose
+``SimpleSpanProcessor`` hands every finished span to an exporter that drops it (so the SDK's
+whole span path is paid, the backend's I/O is not), and a ``MeterProvider`` with an
+in-memory reader (histograms aggregate on every record). Target: within 1.5x of the run
+without tracing.
 """
 
 from __future__ import annotations
@@ -90,6 +97,42 @@ async def _with_log(meter: Meter, case: Case, *, subscribe: bool) -> None:
         nursery.cancel_scope.cancel()
 
 
+def _tracer() -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from trio_agents.otel import OtelTracer
+
+    class DropExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DropExporter()))
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return OtelTracer(tracer_provider=provider, meter_provider=meters)
+
+
+async def framework_traced(meter: Meter, case: Case) -> None:
+    requests = case.params["requests"]
+    tracer = _tracer()
+    model = ScriptedModel([ANSWER] * requests)
+    orchestrator = AgentOrchestrator(rng=meter.rng, event_sink=tracer)
+    orchestrator.add_agent("server", lambda: Agent(model, name="server"))
+    async with orchestrator.open() as system:
+        handle = await system.spawn("server")
+        meter.begin()
+        await drive(case.size, requests, handle.send_message)
+        meter.end(requests)
+    tracer.close()
+
+
 async def framework_without_log(meter: Meter, case: Case) -> None:
     await request_reply.framework(meter, case)
 
@@ -113,6 +156,9 @@ def build(size: int, profile: Profile) -> list[Case]:
                 Variant(BASELINE, "raw trio", raw),
                 Variant("no-log", "trio_agents, no event log", framework_without_log),
                 Variant("log-only", "trio_agents + event log, no subscriber", framework_log_only),
+                Variant(
+                    "otel", "trio_agents + OpenTelemetry (SDK, simple processor)", framework_traced
+                ),
             ),
             targets=(
                 Target(
@@ -120,6 +166,13 @@ def build(size: int, profile: Profile) -> list[Case]:
                     limit=1.3,
                     against="no-log",
                     text="<= 1.3x without the log",
+                ),
+                Target(
+                    metric="time",
+                    limit=1.5,
+                    against="no-log",
+                    text="<= 1.5x without tracing",
+                    subject="otel",
                 ),
             ),
             params=params,
