@@ -8,7 +8,9 @@ machine needs nothing but Python and ``pip install nox``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tomllib
 
 import nox
 
@@ -32,6 +34,48 @@ def tests(session: nox.Session) -> None:
     # nox fails the session on any non-zero exit, including pytest's 5 ("no tests ran"):
     # a run that collects nothing is a broken run, never a pass.
     session.run("python", "-m", "pytest", *session.posargs, env=env, success_codes=[0])
+
+
+def runtime_floors() -> list[str]:
+    """The runtime dependencies of pyproject.toml pinned at their floors: ``trio>=0.31`` gives
+    ``trio==0.31``. Read from the file each time, so the pins cannot drift from it."""
+    with open("pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    pins = []
+    for requirement in dependencies:
+        match = re.fullmatch(
+            r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([0-9][0-9a-z.]*)\s*", requirement
+        )
+        if match is None:
+            raise ValueError(
+                f"runtime dependency {requirement!r} is not of the form 'name>=X': "
+                "the floors session cannot pin it"
+            )
+        pins.append(f"{match[1]}=={match[2]}")
+    return pins
+
+
+@nox.session
+def floors(session: nox.Session) -> None:
+    """Run the test suite with every runtime dependency at exactly its declared floor."""
+    pins = runtime_floors()
+    session.install("-e", ".[test]", *pins)
+    session.run("python", "-m", "pip", "check")
+    session.run("python", "-c", _SHOW_VERSIONS, *pins)
+    session.run("python", "-m", "pytest", *session.posargs, success_codes=[0])
+
+
+# Fails unless the installed versions are exactly the pins (pip could not have moved them, but
+# a stale virtualenv could hold others).
+_SHOW_VERSIONS = """
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, wanted = pin.split("==")
+    got = version(name)
+    print(name, got)
+    assert tuple(got.split(".")[:len(wanted.split("."))]) == tuple(wanted.split(".")), pin
+"""
 
 
 @nox.session
