@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         metavar="ID",
         help="run every agent on a real model instead of the scripted ones, e.g. "
-        "openai:gpt-4o-mini or anthropic:claude-haiku-4-5 (needs the extra: "
-        "pip install 'trio-agents[openai]' or '[anthropic]')",
+        "openai:smollm2 with --base-url http://127.0.0.1:8080/v1 (python3 "
+        "tools/serve_llama.py serves it), openai:gpt-4o-mini or anthropic:claude-haiku-4-5 "
+        "(needs the extra: pip install 'trio-agents[openai]' or '[anthropic]')",
     )
     demo.add_argument(
         "--base-url",
