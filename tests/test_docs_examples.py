@@ -127,3 +127,14 @@ def test_help_and_readme_use_the_same_model_ids() -> None:
         assert model_id in readme, model_id
     assert "python3 tools/serve_llama.py" in readme
     assert (ROOT / "tools" / "serve_llama.py").exists()
+
+
+def test_quickstart_describes_every_demo_scenario() -> None:
+    from trio_agents._demo import SCENARIOS
+
+    text = (ROOT / "docs" / "quickstart.rst").read_text(encoding="utf-8")
+    section = text[text.index("Run the demo") :]
+    items = re.findall(r"^(\d)\. ", section, re.M)
+    assert items == [str(n) for n in range(1, len(SCENARIOS) + 1)]
+    for word in ("tools", "supervision", "delegat"):
+        assert word in section
