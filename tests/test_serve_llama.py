@@ -1,5 +1,5 @@
 """``python3 tools/serve_llama.py`` starts the cached llama-server on 127.0.0.1, prints the
-exact demo command for it, and stops it on Ctrl-C. A stand-in server (answering ``/health``)
+exact demo command for it, and stops it on Ctrl-C or SIGTERM. A stand-in server (answering ``/health``)
 takes the real one's place in the cache, so the test builds and downloads nothing."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +56,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_serve_prints_the_demo_command_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [(signal.SIGINT, 130, "serve_llama: stopped\n"), (signal.SIGTERM, 143, "")],
+)
+def test_serve_prints_the_demo_command_and_stops_with_the_server(
+    tmp_path: Path, stop: signal.Signals, code: int, said: str
+) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import build_llama_server as build
@@ -90,11 +98,11 @@ def test_serve_prints_the_demo_command_and_stops_on_ctrl_c(tmp_path: Path) -> No
         )
         pid = int((tmp_path / "server.pid").read_text())
         assert _alive(pid)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == 130
-    assert err == "serve_llama: stopped\n"
+    assert process.returncode == code
+    assert err == said
     assert not _alive(pid)  # the server went with it

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="build jobs")
     args = parser.parse_args(argv)
+    # SIGTERM (kill, a service manager) stops the server too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         model = build.ensure_model()
         server = build.server_path()
