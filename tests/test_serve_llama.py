@@ -1,6 +1,6 @@
 """``python3 tools/serve_llama.py`` starts the cached llama-server on 127.0.0.1, prints the
-exact demo command for it, and stops it on Ctrl-C or SIGTERM. A stand-in server (answering ``/health``)
-takes the real one's place in the cache, so the test builds and downloads nothing."""
+exact demo command for it, and stops it on Ctrl-C or SIGTERM. A stand-in server (answering
+``/health``) takes the real one's place in the cache, so the test builds and downloads nothing."""
 
 from __future__ import annotations
 
