@@ -3,6 +3,7 @@ reported on stderr every few seconds."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 
@@ -80,3 +81,34 @@ def test_real_model_limits_need_model(capsys: pytest.CaptureFixture[str]) -> Non
             main(["demo", "--model", "openai:m", flag, value])
         assert info.value.code == 2
         assert f"argument {flag}: expected" in capsys.readouterr().err
+
+
+async def test_the_whole_demo_stops_at_its_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_agents.__main__ import _run
+
+    progress = CallProgress(io.StringIO(), every=5)
+    args = argparse.Namespace(seed=0, quiet=True, progress=progress)
+    limits = CallLimits(call_timeout=math.inf)
+    slow = slow_model(math.inf, [])
+    finished = await _run(args, lambda name: LimitedModel(slow, name, limits, progress), 60)
+    assert finished is False
+    assert trio.current_time() == 60
+    assert progress.lines(trio.current_time()) == []  # the cancelled call is not in flight
+
+
+def test_timeout_message_and_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trio_agents.__main__ as cli
+
+    async def never_done(*args: object) -> bool:
+        await trio.lowlevel.checkpoint()
+        return False
+
+    monkeypatch.setattr(cli, "_run", never_done)
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--model", "openai:m", "--base-url", "http://127.0.0.1:1/v1", "--timeout=7"])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.endswith("demo: stopped: not done within --timeout 7 s\n")
