@@ -19,3 +19,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# The hard per-test limits (wall and virtual time): see tests/_suite_limits.py.
+from _suite_limits import (  # noqa: E402, F401
+    autojump_clock,
+    pytest_runtest_call,
+    pytest_runtest_makereport,
+)

@@ -150,6 +150,11 @@ def test_demo_shows_the_restart_and_every_final_status(
         else:
             assert (received, served, restarts, incarnation) == ("1", "1", "0", "1")
     assert re.search(r"^usage of the tree: 7 model requests, .* tokens$", out, re.MULTILINE)
+    # The columns say what they count.
+    assert (
+        "(requests: the requests the agent took from its queue, over all its incarnations; "
+        "served: those it answered with a result, not with its error)" in out
+    )
 
 
 def test_same_seed_same_output_and_the_seed_matters(capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,7 +265,10 @@ def test_demo_shows_parallel_delegation(capsys: pytest.CaptureFixture[str]) -> N
         "parallel: editor/researcher and editor/analyst both started (t=0.010, t=0.010) before "
         "either finished (editor/analyst at t=0.050, editor/researcher at t=0.070)" in lines
     )
-    assert "          0.060 s together, 0.100 s one after the other" in lines
+    assert (
+        "          from the first start to the last end: 0.060 s; one after the other they "
+        "would take 0.100 s (the sum of their durations)" in lines
+    )
     timeline = lines[
         lines.index("delegation timeline (events from the log; seconds on trio's clock):") + 1 :
     ]
@@ -333,6 +341,11 @@ def test_demo_prints_the_records_the_tree_and_the_usage(
     assert (
         "rate limit: 14 model calls (1 failed) went through RateLimiter(max_concurrent=2), "
         "at most 2 at once" in out.splitlines()
+    )
+    # The call count and the usage's request count differ by the failed call, and it says so.
+    assert (
+        "  (a failed call reports no usage: the usage below counts the 13 that answered)"
+        in out.splitlines()
     )
 
 

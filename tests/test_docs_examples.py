@@ -72,3 +72,69 @@ def test_demo_command_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def _readme_real_models() -> tuple[str, str]:
+    """The README's install command for the real-model extras, and the snippet after it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Real models") :]
+    install = re.search(r"^python3 -m pip install '\.\[(?P<extras>[^\]]+)\]'", section, re.M)
+    snippet = _MARKDOWN_PYTHON.search(section)
+    assert install is not None and snippet is not None
+    return install["extras"], snippet["code"]
+
+
+def test_readme_real_model_install_names_every_extra_its_snippet_needs() -> None:
+    extras, code = _readme_real_models()
+    needed = {provider for provider in ("openai", "anthropic") if f'"{provider}:' in code}
+    if "cost_for(" in code:
+        needed.add("prices")
+    assert needed == {"openai", "anthropic", "prices"}
+    assert needed <= set(extras.split(","))
+
+
+def test_readme_real_model_snippet_explains_an_unknown_cost() -> None:
+    # Without the prices extra the snippet must not print a bare 0.0: it prints the note.
+    _, code = _readme_real_models()
+    blocked = 'import sys\nsys.modules["genai_prices"] = None\n' + code
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("cost unknown: no price for 'openai:gpt-4o-mini'")
+    assert "pip install 'trio-agents[prices]'" in last
+    # With it, the same line is the cost.
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.splitlines()[-1]) > 0
+
+
+def test_help_and_readme_use_the_same_model_ids() -> None:
+    from trio_agents.__main__ import _parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    demo = next(
+        action
+        for action in _parser()._subparsers._group_actions[0].choices["demo"]._actions  # type: ignore[union-attr]
+        if "--model" in action.option_strings
+    )
+    ids = re.findall(r"\b(?:openai|anthropic):[\w.-]+", demo.help or "")
+    assert ids == ["openai:smollm2", "openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"]
+    for model_id in ids:
+        assert model_id in readme, model_id
+    assert "python3 tools/serve_llama.py" in readme
+    assert (ROOT / "tools" / "serve_llama.py").exists()
+
+
+def test_quickstart_describes_every_demo_scenario() -> None:
+    from trio_agents._demo import SCENARIOS
+
+    text = (ROOT / "docs" / "quickstart.rst").read_text(encoding="utf-8")
+    section = text[text.index("Run the demo") :]
+    items = re.findall(r"^(\d)\. ", section, re.M)
+    assert items == [str(n) for n in range(1, len(SCENARIOS) + 1)]
+    for word in ("tools", "supervision", "delegat"):
+        assert word in section

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_agents import InvalidArgumentError, StateStore, StateTransition, UsageError
+from trio_agents._state import SQLITE_APPLICATION_ID
 from trio_agents.testing import strategies
 
 
@@ -391,3 +393,88 @@ def test_repr() -> None:
     store = StateStore()
     store.set("a", 1)
     assert repr(store) == "<StateStore 1 keys, 1 transitions>"
+
+
+def _file_state(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def _header(path: Path) -> tuple[int, int]:
+    db = sqlite3.connect(path)
+    try:
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+    return application_id, version
+
+
+@pytest.mark.parametrize(
+    ("setup", "why"),
+    [
+        (["CREATE TABLE t (x INTEGER)", "INSERT INTO t VALUES (1)"], r"tables: t\b"),
+        (
+            [
+                "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                "CREATE TABLE t (x INTEGER)",
+            ],
+            r"tables: state, t\b",
+        ),
+        (["CREATE TABLE t (x INTEGER)", "PRAGMA application_id = 1234"], r"application_id 0x4d2"),
+        (["PRAGMA user_version = 3"], "schema version 3"),
+    ],
+)
+def test_open_sqlite_refuses_another_applications_database_untouched(
+    tmp_path: Path, setup: list[str], why: str
+) -> None:
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    for statement in setup:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    before = _file_state(path)
+    with pytest.raises(InvalidArgumentError) as info:
+        StateStore.open_sqlite(path)
+    message = str(info.value)
+    assert repr(str(path)) in message
+    assert "is not a StateStore database" in message
+    assert re.search(why, message), message
+    assert "left untouched" in message
+    assert _file_state(path) == before
+
+
+def test_open_sqlite_refuses_a_newer_schema_version_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with StateStore.open_sqlite(path) as store:
+        store.set("a", 1)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    before = _file_state(path)
+    with pytest.raises(InvalidArgumentError, match=r"schema version 2, written by a newer"):
+        StateStore.open_sqlite(path)
+    assert _file_state(path) == before
+
+
+def test_open_sqlite_marks_new_files_and_stamps_unmarked_store_files(tmp_path: Path) -> None:
+    new = tmp_path / "new.db"
+    StateStore.open_sqlite(new).close()
+    assert _header(new) == (SQLITE_APPLICATION_ID, 1)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with StateStore.open_sqlite(empty) as store:
+        store.set("a", 1)
+    assert _header(empty) == (SQLITE_APPLICATION_ID, 1)
+    # A file as the store wrote it before files were marked: the same tables, no application id.
+    old = tmp_path / "old.db"
+    with StateStore.open_sqlite(old) as store:
+        store.set("k", [1, 2], by="w")
+    db = sqlite3.connect(old)
+    db.execute("PRAGMA application_id = 0")
+    db.close()
+    assert _header(old) == (0, 1)
+    with StateStore.open_sqlite(old) as store:
+        assert store.get("k") == [1, 2]
+        assert [t.by for t in store.transitions()] == ["w"]
+    assert _header(old) == (SQLITE_APPLICATION_ID, 1)

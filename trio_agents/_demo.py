@@ -455,6 +455,10 @@ def _print_statistics(ctx: DemoContext, handles: Sequence[AgentHandle]) -> None:
             f"{stats.requests_served:>6}  {stats.restarts:>8}  {stats.incarnation:>11}  "
             f"{stats.usage.total_tokens:>6}"
         )
+    ctx.say(
+        "(requests: the requests the agent took from its queue, over all its incarnations; "
+        "served: those it answered with a result, not with its error)"
+    )
     ctx.say(f"usage of the tree: {_usage_text(total)}")
 
 
@@ -876,7 +880,10 @@ async def delegation_scenario(ctx: DemoContext) -> None:
         )
         together = max(one.finished, two.finished) - min(one.started, two.started)
         apart = (one.finished - one.started) + (two.finished - two.started)
-        ctx.say(f"          {together:.3f} s together, {apart:.3f} s one after the other")
+        ctx.say(
+            f"          from the first start to the last end: {together:.3f} s; one after the "
+            f"other they would take {apart:.3f} s (the sum of their durations)"
+        )
 
     calls = {
         (event.agent, event.call.id): event.call
@@ -930,6 +937,11 @@ async def delegation_scenario(ctx: DemoContext) -> None:
         f"rate limit: {meter.calls} model calls{failed} went through "
         f"RateLimiter(max_concurrent={limiter.max_concurrent}), at most {meter.peak} at once"
     )
+    if meter.failed:
+        ctx.say(
+            f"  (a failed call reports no usage: the usage below counts the "
+            f"{meter.calls - meter.failed} that answered)"
+        )
     ctx.say(f"total usage: {_usage_text(result.total_usage)}")
     ctx.say(
         f"budget: {budget.usage.requests} of {_LIMITS.requests} requests, "

@@ -384,9 +384,10 @@ converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(int, _structure_int)
 converter.register_structure_hook(float, _structure_float)
 converter.register_structure_hook(bool, _structure_bool)
-converter.register_structure_hook_func(
-    lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _structure_enum
-)
+# By class (singledispatch, so every Enum subclass), not by predicate: cattrs 25.2 and 25.3
+# dispatch enums to their own hook ahead of predicate hooks, and their error would not list
+# the allowed values.
+converter.register_structure_hook(enum.Enum, _structure_enum)
 
 
 # ---- JSON values (Any, dict[str, Any], list[Any]): copied, must be JSON data

@@ -30,6 +30,10 @@ of a millisecond (0.07 to 0.2 ms per write measured on a local disk). The databa
 WAL mode with ``synchronous=NORMAL``, so a commit does not wait for ``fsync``: committed writes
 survive the process crashing, and the last few may be lost if the machine loses power. Reads
 are served from memory.
+
+A store's file is marked as such (SQLite's ``application_id`` and ``user_version`` header
+fields); :meth:`StateStore.open_sqlite` refuses, without writing to it, any file that is not
+new, empty, or a store's own.
 """
 
 from __future__ import annotations
@@ -51,6 +55,83 @@ _SCHEMA_VERSION: Final = 1
 _JSON_HINT: Final = (
     "values must be JSON data: dicts with str keys, lists, str, int, float, bool, None"
 )
+
+
+SQLITE_APPLICATION_ID: Final = 0x54524741
+"""The ``PRAGMA application_id`` of the SQLite files this library writes (ASCII ``"TRGA"``).
+
+A file carries it from the moment the library initialises it; together with ``PRAGMA
+user_version`` (the schema version of the kind of file) it tells the library's files apart
+from every other SQLite database, which are refused and left untouched."""
+
+# The tables and columns (name, declared type) a StateStore file holds; a file written before
+# the files were marked (no application id, user_version 0 or 1) is recognised by exactly these.
+_STATE_TABLES: Final = {
+    "state": (("key", "TEXT"), ("value", "TEXT")),
+    "transitions": (
+        ("idx", "INTEGER"),
+        ("key", "TEXT"),
+        ("old", "TEXT"),
+        ("new", "TEXT"),
+        ("by", "TEXT"),
+        ("time", "REAL"),
+    ),
+}
+
+
+def _schema(db: sqlite3.Connection) -> dict[str, tuple[tuple[str, str], ...]]:
+    """The tables of ``db`` (sqlite's internal ones excluded) with their columns."""
+    names = [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    return {
+        table: tuple(
+            (row[1], row[2].upper()) for row in db.execute(f"PRAGMA table_info({table!r})")
+        )
+        for table in names
+    }
+
+
+def _check_own_file(db: sqlite3.Connection, name: str) -> None:
+    """Refuse (InvalidArgumentError) a database that is not a StateStore file or an empty one.
+
+    Only reads: a refused file is not modified.
+    """
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if application_id == SQLITE_APPLICATION_ID:
+        if version > _SCHEMA_VERSION:
+            raise InvalidArgumentError(
+                f"{name!r} is a StateStore database of schema version {version}, written by a "
+                f"newer trio_agents; this version reads schema version {_SCHEMA_VERSION} "
+                "(upgrade trio_agents to open it)"
+            )
+        if version == _SCHEMA_VERSION:
+            return
+        raise InvalidArgumentError(
+            f"{name!r} is marked as a trio_agents database but has schema version {version}; "
+            f"a StateStore database has schema version {_SCHEMA_VERSION}"
+        )
+    if application_id != 0:
+        raise InvalidArgumentError(
+            f"{name!r} is not a StateStore database: it belongs to another application "
+            f"(SQLite application_id {application_id:#x}, a StateStore's is "
+            f"{SQLITE_APPLICATION_ID:#x}); the file was left untouched"
+        )
+    schema = _schema(db)
+    if not schema and version == 0:
+        return  # a new or empty database: initialised by the caller
+    if schema == _STATE_TABLES and version in (0, _SCHEMA_VERSION):
+        return  # written before files were marked: stamped (migrated) by the caller
+    tables = ", ".join(schema) or "none"
+    raise InvalidArgumentError(
+        f"{name!r} is not a StateStore database: it is an SQLite database of another "
+        f"application (tables: {tables}; schema version {version}); a StateStore opens only "
+        "a new or empty file or one it wrote; the file was left untouched"
+    )
 
 
 def _now() -> float:
@@ -151,8 +232,16 @@ class StateStore:
         rules). Use the store from the thread that opened it, and :meth:`close` it (or use it
         as a context manager) when done.
 
+        Which files it opens: a missing or empty file (initialised), or a file a StateStore
+        wrote. Its files are marked with ``PRAGMA application_id`` (``SQLITE_APPLICATION_ID``)
+        and their schema version (``PRAGMA user_version``). Any other file is refused and left
+        byte for byte as it was: another application's database (even one with no tables but a
+        schema version of its own), a StateStore file of a newer schema version, a file that is
+        not a database. A file written before the marks existed (no application id, exactly the
+        store's two tables) is opened and stamped.
+
         :raises InvalidArgumentError: ``path`` is not a str or path, or the file is not a
-            database written by this class.
+            database written by this class (the message names the file and says why).
         :raises sqlite3.Error: the database cannot be opened (e.g. its directory is missing);
             later writes raise it too if the database fails, leaving the store as it was.
         """
@@ -173,12 +262,9 @@ class StateStore:
 
     def _attach(self, db: sqlite3.Connection, name: str) -> None:
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
-                raise InvalidArgumentError(
-                    f"{name!r} has schema version {version}; this StateStore writes version "
-                    f"{_SCHEMA_VERSION}"
-                )
+            # Only reads until the file is known to be ours (or empty): a file that is
+            # refused is left exactly as it was.
+            _check_own_file(db, name)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             with db:
@@ -189,6 +275,7 @@ class StateStore:
                     "CREATE TABLE IF NOT EXISTS transitions (idx INTEGER PRIMARY KEY, "
                     "key TEXT NOT NULL, old TEXT, new TEXT, by TEXT NOT NULL, time REAL NOT NULL)"
                 )
+                db.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             values = dict(db.execute("SELECT key, value FROM state ORDER BY rowid").fetchall())
             rows = db.execute(

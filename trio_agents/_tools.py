@@ -500,6 +500,10 @@ def _enum_hook(cls: type[enum.Enum]) -> Callable[[Any, Any], Any]:
     return structure_enum
 
 
+def _structure_any_enum(value: Any, cls: Any) -> Any:
+    return _enum_hook(cls)(value, cls)
+
+
 def _literal_hook(hint: Any) -> Callable[[Any, Any], Any]:
     allowed = typing.get_args(hint)
 
@@ -589,7 +593,10 @@ def _make_arguments_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(bool, _structure_bool)
     converter.register_structure_hook(type(None), _structure_none)
-    converter.register_structure_hook_factory(_is_enum, _enum_hook)
+    # By class (singledispatch, so every Enum subclass), not by predicate: cattrs 25.2 and 25.3
+    # dispatch enums to their own hook ahead of predicate hooks, whose error would not list
+    # the allowed values.
+    converter.register_structure_hook(enum.Enum, _structure_any_enum)
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_union, _union_hook)
     converter.register_structure_hook_factory(

@@ -135,9 +135,16 @@ def _provider_module(provider: str) -> Any:
     try:
         return importlib.import_module(f"{__name__}.{provider}")
     except ImportError as exc:
-        extra = _EXTRAS[provider]
+        # Name the extra once, and the module that is missing (the provider module's own
+        # ImportError already names the extra: it is kept as the cause, not repeated).
+        missing = exc
+        while missing.name is None and isinstance(missing.__cause__, ImportError):
+            missing = missing.__cause__
+        what = f" (missing module: {missing.name})" if missing.name else ""
         raise ImportError(
-            f"the {provider!r} provider needs its SDK: pip install 'trio-agents[{extra}]' ({exc})"
+            f"the {provider!r} provider needs its SDK: pip install "
+            f"'trio-agents[{_EXTRAS[provider]}]'{what}",
+            name=missing.name,
         ) from exc
 
 
