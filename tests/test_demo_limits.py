@@ -89,7 +89,7 @@ async def test_the_whole_demo_stops_at_its_timeout(
     from trio_agents.__main__ import _run
 
     progress = CallProgress(io.StringIO(), every=5)
-    args = argparse.Namespace(seed=0, quiet=True, progress=progress)
+    args = argparse.Namespace(seed=0, quiet=True, progress=progress, live=False)
     limits = CallLimits(call_timeout=math.inf)
     slow = slow_model(math.inf, [])
     finished = await _run(args, lambda name: LimitedModel(slow, name, limits, progress), 60)
