@@ -593,3 +593,22 @@ def test_bad_serving_targets_are_rejected() -> None:
         mcp_server(delegator)
     with pytest.raises(InvalidArgumentError, match="tool_name must be a non-empty str"):
         mcp_server(lambda: agent, tool_name="")
+
+
+# --------------------------------------------------------------------------- the extra
+
+
+def test_the_core_does_not_import_the_mcp_sdk() -> None:
+    code = "import sys, trio_agents; print('mcp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_missing_sdk_raises_import_error_naming_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['mcp'] = None\n"
+        "try:\n    import trio_agents.mcp\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'trio-agents[mcp]'" in out.stdout
