@@ -1,4 +1,4 @@
-"""10. A tool call to an MCP server over stdio.
+"""9. A tool call to an MCP server over stdio.
 
 trio_agents: ``toolset.execute(call, ctx)`` on an :func:`~trio_agents.mcp.open_mcp_toolset`
 toolset (supervised session task, per-call timeout scope, result conversion).
@@ -80,7 +80,7 @@ def build(size: int, profile: Profile) -> list[Case]:
     return [
         Case(
             scenario="mcp-call",
-            number="10",
+            number="9",
             name=f"{size} caller{'s' if size != 1 else ''}",
             size=size,
             per="call",
@@ -102,7 +102,7 @@ def _unavailable() -> str | None:
 
 SCENARIO = Scenario(
     key="mcp-call",
-    number="10",
+    number="9",
     title="a tool call to an MCP server over stdio, against the SDK's bare ClientSession",
     sizes={"default": (1, 10), "quick": (1, 10), "smoke": (1, 2)},
     size_meaning="concurrent callers",
