@@ -1,8 +1,8 @@
 """A small MCP server for the tests, written with the SDK's server API (``MCPServer``).
 
-Run ``python mcp_test_server.py`` for stdio, or ``python mcp_test_server.py http`` to serve
-streamable HTTP on 127.0.0.1 at a free port; it then prints ``PORT <n>`` on stdout once
-listening.
+Run ``python mcp_test_server.py`` for stdio, or ``python mcp_test_server.py http [PORT]`` to serve
+streamable HTTP on 127.0.0.1 at PORT (default: a free port); it then prints ``PORT <n>`` on
+stdout once listening.
 
 Besides plain tools it remembers which calls the client cancelled
 (``notifications/cancelled``), so a test can ask whether the cancellation reached it.
@@ -94,7 +94,9 @@ def main() -> None:
         import uvicorn
 
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        # A restarted server binds the port its predecessor had (``http PORT``).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", int(sys.argv[2]) if len(sys.argv) > 2 else 0))
         port = sock.getsockname()[1]
         app = server.streamable_http_app(host="127.0.0.1")
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

@@ -93,10 +93,10 @@ async def run(toolset: MCPToolset, name: str, **arguments: Any) -> str:
 
 
 @asynccontextmanager
-async def http_server() -> AsyncIterator[tuple[str, trio.Process]]:
+async def http_server(port: int = 0) -> AsyncIterator[tuple[str, trio.Process]]:
     """Start the test server over streamable HTTP; yield its MCP URL and process."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, SCRIPT, "http"], stdout=subprocess.PIPE
+        [sys.executable, SCRIPT, "http", str(port)], stdout=subprocess.PIPE
     )
     try:
         assert process.stdout is not None
@@ -480,6 +480,39 @@ async def test_http_server_that_dies_answers_the_call_in_flight_once() -> None:
     [reply] = results
     assert reply.is_error and "'web'" in reply.content and "retry" in reply.content
     assert isinstance(info.value.__cause__, Exception)
+
+
+@sdk_http_generators
+async def test_http_server_that_comes_back_is_reconnected() -> None:
+    progress = Progress()
+    async with http_server() as (url, process):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        async with open_mcp_toolset(
+            MCPHttp(url),
+            name="web",
+            events=progress,
+            # Reconnection attempts every 50 ms (real time) until the new server listens.
+            backoff=Backoff(initial=0.05, factor=1.0, jitter=False),
+            restart_limit=RestartLimit(max_restarts=1000),
+        ) as toolset:
+            assert await run(toolset, "echo", text="before") == "before"
+            results: list[Any] = []
+            async with trio.open_nursery() as nursery:
+
+                async def in_flight() -> None:
+                    results.append(await toolset.execute(call("hang", label="h"), ctx()))
+
+                nursery.start_soon(in_flight)
+                await progress.wait()
+                process.kill()
+            [lost] = results
+            assert lost.is_error and "'web'" in lost.content and "retry" in lost.content
+            await process.wait()
+            async with http_server(port) as (again, _):
+                assert again == url
+                await toolset.wait_running()
+                assert await run(toolset, "echo", text="after") == "after"
+                assert toolset.restarts >= 1
 
 
 # --------------------------------------------------------------------------- the reference server
