@@ -612,6 +612,29 @@ async def test_outside_cancellation_of_serve_mcp_http_is_a_bare_cancelled() -> N
     assert [type(exc) for exc in caught] == [trio.Cancelled]
 
 
+async def test_outside_cancellation_of_serve_mcp_stdio_is_a_bare_cancelled() -> None:
+    # The SDK reads stdin in a worker thread: the cancellation completes when that read
+    # returns (here: at the end of input, sent once the scope was cancelled).
+    process = await trio.lowlevel.open_process(
+        [sys.executable, str(HERE / "mcp_agent_server.py"), "cancel"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stderr is not None
+    output = b""
+    with trio.fail_after(60):
+        while b"cancelled\n" not in output:
+            chunk = await process.stderr.receive_some()
+            assert chunk, output
+            output += chunk
+        await process.stdin.aclose()
+        while chunk:
+            chunk = await process.stderr.receive_some()
+            output += chunk
+        assert await process.wait() == 0
+    assert output.decode().splitlines()[-1] == "['Cancelled'] True"
+
+
 def test_bad_serving_targets_are_rejected() -> None:
     agent = Agent(FunctionModel(shouter), name="a")
     with pytest.raises(InvalidArgumentError, match=r"pass a factory, e.g. lambda: Agent"):

@@ -831,7 +831,12 @@ def mcp_server(
 
 async def serve_mcp_stdio(server: Any) -> None:
     """Serve ``server`` (from :func:`mcp_server`) on this process's stdin and stdout until the
-    client disconnects or the calling scope is cancelled."""
+    client disconnects or the calling scope is cancelled.
+
+    Deviation: the SDK reads stdin in a worker thread, which cannot be interrupted, so an
+    outside cancellation completes (as a bare ``trio.Cancelled``) when that read returns: at
+    the client's next message or the end of input.
+    """
     await server.run_stdio_async()
 
 
