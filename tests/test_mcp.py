@@ -26,6 +26,7 @@ from trio_agents import (
     Backoff,
     Delegator,
     Event,
+    EventLog,
     InvalidArgumentError,
     ModelRunner,
     RestartLimit,
@@ -34,6 +35,8 @@ from trio_agents import (
     ToolContext,
     ToolProgress,
     UserMessage,
+    dumps_json,
+    loads_json,
 )
 from trio_agents.mcp import (
     MCPHttp,
@@ -184,6 +187,15 @@ async def test_progress_notifications_become_events() -> None:
     assert {(e.agent, e.call_id, e.tool_name) for e in progress.events} == {
         ("lead/worker", the_call.id, "steps")
     }
+
+
+async def test_progress_events_go_to_an_event_log_and_round_trip() -> None:
+    log = EventLog()
+    async with open_mcp_toolset(STDIO, name="test", events=log) as toolset:
+        await run(toolset, "steps", count=2)
+    events = log.events(ToolProgress)
+    assert [e.progress for e in events] == [1.0, 2.0]
+    assert [loads_json(dumps_json(e), Event) for e in events] == events
 
 
 async def test_list_changed_notification_refreshes_the_tools() -> None:
