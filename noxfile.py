@@ -28,6 +28,8 @@ MYPY = "mypy>=2.4,<2.5"
 def tests(session: nox.Session) -> None:
     """Run the test suite; extra arguments go to pytest (``nox -s tests -- -k supervision``)."""
     session.install("-e", ".[test]")
+    # The reference MCP server the MCP tests run (npm, pinned; a no-op once installed).
+    session.run("python", os.path.join("tools", "install_mcp_servers.py"))
     env: dict[str, str] = {}
     if os.environ.get("CI") and "HYPOTHESIS_PROFILE" not in os.environ:
         env["HYPOTHESIS_PROFILE"] = "ci"

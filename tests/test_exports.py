@@ -18,6 +18,7 @@ import pytest
 
 import trio_agents
 import trio_agents.live
+import trio_agents.mcp
 import trio_agents.models
 import trio_agents.otel
 import trio_agents.testing
@@ -29,6 +30,7 @@ DOCS_DIR = ROOT / "docs"
 
 PUBLIC_MODULES = [
     trio_agents,
+    trio_agents.mcp,
     trio_agents.models,
     trio_agents.otel,
     trio_agents.live,

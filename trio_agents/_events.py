@@ -133,6 +133,23 @@ class ToolFinished(Event):
     """Seconds the call took."""
 
 
+@attrs.frozen(kw_only=True)
+class ToolProgress(Event):
+    """A running tool reported progress (e.g. an MCP server's ``notifications/progress``)."""
+
+    kind: ClassVar[str] = "tool_progress"
+    call_id: str
+    """The :attr:`~trio_agents.ToolCallBlock.id` of the call."""
+    tool_name: str
+    """Name of the tool."""
+    progress: float
+    """Progress so far (grows with each report)."""
+    total: float | None = None
+    """The total ``progress`` will reach, if known."""
+    message: str | None = None
+    """A human-readable note, if any."""
+
+
 EventSink: TypeAlias = Callable[[Event], None]
 """Where events go: a synchronous callable that must not block."""
 
