@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import trio_agents
+import trio_agents.distributed
 import trio_agents.models
 import trio_agents.testing
 import trio_agents.testing.strategies
@@ -27,6 +28,7 @@ DOCS_DIR = ROOT / "docs"
 
 PUBLIC_MODULES = [
     trio_agents,
+    trio_agents.distributed,
     trio_agents.models,
     trio_agents.testing,
     trio_agents.testing.strategies,
