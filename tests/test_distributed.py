@@ -145,10 +145,12 @@ async def test_a_factory_that_fails_on_the_host_is_a_failure_named_there() -> No
         orchestrator.add_agent("gone", cluster.factory("gone", "remote_agents:missing"))
         async with orchestrator.open() as system:
             bad = await system.spawn("bad")
-            with pytest.raises(InvalidArgumentError, match="must return an Agent, got int"):
+            with pytest.raises(
+                RemoteAgentError, match=r"on host 'h1'.*must return an Agent, got int"
+            ):
                 await bad.send_message("hi")
             gone = await system.spawn("gone")
-            with pytest.raises(InvalidArgumentError, match="has no attribute 'missing'"):
+            with pytest.raises(RemoteAgentError, match="has no attribute 'missing'"):
                 await gone.send_message("hi")
             assert await bad.wait_done() is AgentStatus.FAILED
 

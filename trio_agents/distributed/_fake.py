@@ -13,9 +13,11 @@ import trio
 from .._agent import Agent
 from .._cancel import reraise_cancelled
 from .._errors import InvalidArgumentError
+from .._messages import ErrorInfo
 from .._orchestrator import _raise_flat
-from ._core import HostLost
-from ._host import ModelFactories, build_agent, serve_request
+from .._serde import load
+from ._core import HostLost, RemoteAgentError
+from ._host import ModelFactories, build_agent, error_data, serve_request
 
 
 class _Run:
@@ -124,12 +126,17 @@ class FakeBackend:
         return len(self._host(host).agents)
 
     async def spawn(self, host: str, agent_id: str, target: Any) -> None:
-        """Build the agent on ``host`` (a broken target raises its error here)."""
+        """Build the agent on ``host``; a broken target raises :class:`RemoteAgentError`."""
         await trio.lowlevel.checkpoint()
         where = self._alive(host)
         if agent_id in where.agents:
             raise InvalidArgumentError(f"agent {agent_id!r} already exists on host {host!r}")
-        where.agents[agent_id] = build_agent(target, self._models)
+        try:
+            agent = build_agent(target, self._models)
+        except Exception as exc:
+            info = load(error_data(exc), ErrorInfo)
+            raise RemoteAgentError.from_info(info, host=host, agent_id=agent_id) from None
+        where.agents[agent_id] = agent
 
     async def request(self, host: str, agent_id: str, payload: Any) -> Any:
         """Run one request in ``host``'s tasks; wait for the reply."""
