@@ -32,10 +32,11 @@ _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 def ray_cluster() -> Iterator[None]:
     """An in-process local Ray cluster on loopback, for the whole session (tests marked ``ray``).
 
-    Without Ray installed the tests that use it are skipped, except under CI (``CI`` set),
-    where they fail: the CI installs the ``ray`` extra, so a missing Ray is a broken setup.
+    Without Ray installed the tests that use it are skipped, except under CI or nox (``CI`` or
+    ``TRIO_AGENTS_REQUIRE_RAY`` set), where they fail: the test extra installs Ray, so a
+    missing Ray there is a broken setup.
     """
-    if os.environ.get("CI"):
+    if os.environ.get("CI") or os.environ.get("TRIO_AGENTS_REQUIRE_RAY"):
         import ray
     else:
         ray = pytest.importorskip("ray")

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from .._core import Scenario
-from . import agent_run, delegation, event_log, latency, request_reply, restart, spawn, tree
+from . import (
+    agent_run,
+    delegation,
+    event_log,
+    latency,
+    ray_remote,
+    request_reply,
+    restart,
+    spawn,
+    tree,
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     request_reply.SCENARIO,
@@ -18,4 +28,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 
-__all__ = ["SCENARIOS"]
+OPT_IN: tuple[Scenario, ...] = (ray_remote.SCENARIO,)
+"""Scenarios that run only when named (``-s ray``): they need an optional extra."""
+
+__all__ = ["OPT_IN", "SCENARIOS"]

@@ -120,6 +120,9 @@ class _TrioHost:
     async def kill(self, agent_id: str) -> bool:
         return bool(await self._in_trio(self._kill, agent_id))
 
+    async def rss(self) -> int:
+        return _rss()
+
     async def running(self) -> list[str]:
         return sorted(self.runs)
 
@@ -179,6 +182,12 @@ class _TrioHost:
         if run is not None:
             run[0].cancel(reason="killed")
         return self.agents.pop(agent_id, None) is not None
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 _HostActor = ray.remote(_TrioHost)
