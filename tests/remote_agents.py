@@ -1,6 +1,7 @@
 """Importable agent factories for the distributed tests (they travel as 'module:function').
 
-What each request does is in its text: ``"hang"`` waits until cancelled, ``"throttle"``
+What each request does is in its text: ``"hang"`` waits until cancelled, ``"slow"`` takes
+one second, ``"throttle"``
 raises a retryable error, ``"boom"`` a non-retryable one, anything else is echoed back
 with the host's agent count of runs so far (``"echo <n>: <text>"``).
 """
@@ -18,6 +19,8 @@ async def _respond(request: ModelRequest) -> str:
     said = " ".join(b.text for b in getattr(last, "content", ()) if isinstance(b, TextBlock))
     if said == "hang":
         await trio.sleep_forever()
+    if said == "slow":
+        await trio.sleep(1)
     if said == "throttle":
         raise ModelThrottled("throttled on the host")
     if said == "boom":

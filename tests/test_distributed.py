@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from trio_agents import (
     AgentCancelled,
@@ -18,6 +20,7 @@ from trio_agents import (
     ChildFailed,
     DefaultSupervisor,
     InvalidArgumentError,
+    Message,
     SupervisorAction,
 )
 from trio_agents.distributed import (
@@ -30,7 +33,7 @@ from trio_agents.distributed import (
     Spread,
     open_cluster,
 )
-from trio_agents.testing import ScriptedModel, text
+from trio_agents.testing import ScriptedModel, strategies, text
 
 ECHO = "remote_agents:echo"
 
@@ -330,3 +333,66 @@ async def test_cancelling_a_remote_subtree_cancels_its_runs_on_their_hosts() -> 
             assert await worker.wait_done() is AgentStatus.CANCELLED
             assert sorted(backend.cancels) == ["lead#1", "worker#2"]
             assert lead.status is AgentStatus.CANCELLED
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=40)
+@given(st.lists(strategies.messages(), min_size=1, max_size=4))
+def test_messages_and_results_travel_exactly(messages: list[Message]) -> None:
+    async def main() -> None:
+        async with fake_cluster("h1") as (backend, cluster):
+            agent = cluster.factory("a", ECHO)()
+            result = await agent.run(messages)
+            hosted = backend._hosts["h1"].agents["a#1"]
+            assert list(hosted.messages[: len(messages)]) == messages
+            assert result == hosted.last_result
+
+    trio.run(main)
+
+
+@settings(max_examples=40)
+@given(
+    requests=st.lists(st.sampled_from(["slow", "hi", "throttle"]), min_size=1, max_size=8),
+    kills=st.lists(st.tuples(st.sampled_from(["h1", "h2", "h3"]), st.floats(0, 6)), max_size=2),
+)
+def test_every_request_gets_exactly_one_reply_whatever_hosts_die(
+    requests: list[str], kills: list[tuple[str, float]]
+) -> None:
+    async def main() -> None:
+        async with fake_cluster("h1", "h2", "h3") as (backend, cluster):
+            orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor(max_restarts=20))
+            orchestrator.add_agent("a", cluster.factory("a", ECHO))
+            async with orchestrator.open() as system, trio.open_nursery() as nursery:
+                handle = await system.spawn("a")
+                for host, at in kills:
+                    nursery.start_soon(_kill_at, backend, host, at)
+                pending = [handle.send_message_nowait(text) for text in requests]
+                replies: list[object] = []
+                for reply in pending:
+                    try:
+                        replies.append((await reply.wait()).final_text)
+                    except (HostLost, RemoteAgentError) as exc:
+                        replies.append(exc)
+                assert len(replies) == len(requests)
+                assert all(p.done for p in pending)
+                killed = {host for host, _ in kills}
+                lost = [r for r in replies if isinstance(r, HostLost)]
+                event(f"requests answered HostLost: {min(len(lost), 1)}")
+                assert {r.host for r in lost} <= killed
+                assert len(lost) <= len(kills)
+                for text, reply in zip(requests, replies, strict=True):
+                    if text == "throttle":
+                        assert isinstance(reply, RemoteAgentError | HostLost)
+                    elif not isinstance(reply, HostLost):
+                        assert isinstance(reply, str)
+                        assert reply.endswith(f": {text}")
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def _kill_at(backend: FakeBackend, host: str, at: float) -> None:
+    await trio.sleep(at)
+    backend.kill_host(host)
