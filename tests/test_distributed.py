@@ -133,6 +133,12 @@ async def test_a_closure_cannot_travel_and_bad_targets_are_named() -> None:
             cluster.factory("a", 42)
         with pytest.raises(InvalidArgumentError, match="placement must be a Placement"):
             cluster.factory("a", ECHO, placement="h1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="non-empty sequence of distinct names"):
+        async with FakeBackend.open("h1"):
+            pass
+    with pytest.raises(InvalidArgumentError, match="distinct names, got \\['h1', 'h1'\\]"):
+        async with FakeBackend.open(["h1", "h1"]):
+            pass
     with pytest.raises(InvalidArgumentError, match="grace must be"):
         async with open_cluster(backend=FakeBackend.__new__(FakeBackend), grace=-1):
             pass

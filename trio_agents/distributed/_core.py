@@ -210,7 +210,7 @@ class RemoteAgent(Agent):
         return result
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class RemoteFactory:
     """An :data:`~trio_agents.AgentFactory` that places a new :class:`RemoteAgent` at every
     call (every spawn and restart); made by :meth:`RemoteCluster.factory`."""
@@ -273,7 +273,9 @@ class RemoteCluster:
             raise InvalidArgumentError(
                 f"placement must be a Placement, got {type(placement).__name__}"
             )
-        return RemoteFactory(self, name, wire, placement or Placement())
+        return RemoteFactory(
+            cluster=self, name=name, target=wire, placement=placement or Placement()
+        )
 
     def load(self, host: str) -> int:
         """How many current incarnations this cluster placed on ``host``."""
