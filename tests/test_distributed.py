@@ -257,6 +257,7 @@ async def test_a_remote_leafs_escalation_reaches_the_local_root() -> None:
 async def test_placement_spreads_packs_and_prefers_its_hosts() -> None:
     async with fake_cluster("h1", "h2", "h3") as (backend, _):
         await backend.spawn("h1", "x", {"factory": ECHO})
+        await backend.spawn("h1", "x", {"factory": ECHO})  # idempotent
         assert backend.host_load("h1") == 1
         live, load = backend.live_hosts, backend.host_load
         assert Placement().choose(live(), load) == "h2"

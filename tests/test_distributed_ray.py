@@ -77,6 +77,7 @@ async def test_two_hosts_and_a_host_killed_mid_request() -> None:
                 doomed, survivor = cluster.host_of("a"), cluster.host_of("b")
                 assert {doomed, survivor} == {"h1", "h2"}
                 assert doomed is not None
+                assert backend.host_load(doomed) == backend.host_load(survivor) == 1
                 in_flight = a.send_message_nowait("hang")
                 queued = [a.send_message_nowait(f"q{i}") for i in range(3)]
                 await wait_running(backend, doomed, 1)  # the request reached the host
@@ -90,6 +91,18 @@ async def test_two_hosts_and_a_host_killed_mid_request() -> None:
                 assert a.statistics().restarts == 1
                 assert backend.live_hosts() == [survivor]
                 assert (await b.send_message("still")).final_text == "echo 2: still"
+
+
+async def test_spawn_is_idempotent_and_a_broken_target_is_named() -> None:
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1") as (backend, _):
+            await backend.spawn("h1", "x#1", {"factory": ECHO})
+            await backend.spawn("h1", "x#1", {"factory": ECHO})
+            assert backend.host_load("h1") == 1
+            with pytest.raises(RemoteAgentError, match="InvalidArgumentError on host 'h1'"):
+                await backend.spawn("h1", "y#2", {"factory": "remote_agents:not_an_agent"})
+            await backend.kill("h1", "x#1")
+            assert backend.host_load("h1") == 0
 
 
 async def test_cancelling_a_remote_subtree_cancels_the_runs_on_the_hosts() -> None:

@@ -90,7 +90,11 @@ class Backend(Protocol):
         ...
 
     async def spawn(self, host: str, agent_id: str, target: Any) -> None:
-        """Build the agent ``target`` describes on ``host`` under ``agent_id``."""
+        """Build the agent ``target`` describes on ``host`` under ``agent_id``.
+
+        Idempotent: an id that already exists there is left as it is (a caller cancelled
+        during a spawn does not know whether it happened, and spawns again). A target that
+        cannot be built raises :class:`RemoteAgentError`."""
         ...
 
     async def request(self, host: str, agent_id: str, payload: Any) -> Any:

@@ -137,12 +137,12 @@ class _TrioHost:
     async def _spawn(self, agent_id: str, target: Any) -> Any:
         await trio.lowlevel.checkpoint()
         if agent_id in self.agents:
-            return {"error": dump(ErrorInfo(type="InvalidArgumentError", message="exists"))}
+            return {"result": False}  # idempotent: a spawn whose caller was cancelled
         try:
             self.agents[agent_id] = build_agent(target, self.models)
         except Exception as exc:
             return {"error": error_data(exc)}
-        return {"result": None}
+        return {"result": True}
 
     async def _request(self, agent_id: str, payload: Any) -> Any:
         agent = self.agents.get(agent_id)
@@ -324,7 +324,8 @@ class RayBackend:
         if "error" in reply:
             info = load(reply["error"], ErrorInfo)
             raise RemoteAgentError.from_info(info, host=host, agent_id=agent_id)
-        self._load[host] += 1
+        if reply["result"]:  # built now, not before
+            self._load[host] += 1
 
     async def request(self, host: str, agent_id: str, payload: Any) -> Any:
         """Run one request on ``host``; :class:`HostLost` if its actor dies meanwhile."""
