@@ -33,6 +33,8 @@ def tests(session: nox.Session) -> None:
     env: dict[str, str] = {}
     if os.environ.get("CI") and "HYPOTHESIS_PROFILE" not in os.environ:
         env["HYPOTHESIS_PROFILE"] = "ci"
+    # The test extra installs Ray, so the tests on a real Ray cluster must run, never skip.
+    env["TRIO_AGENTS_REQUIRE_RAY"] = "1"
     # nox fails the session on any non-zero exit, including pytest's 5 ("no tests ran"):
     # a run that collects nothing is a broken run, never a pass.
     session.run("python", "-m", "pytest", *session.posargs, env=env, success_codes=[0])

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from ._core import Profile
 from ._report import compare, read_json, render, write_json
 from ._runner import Config, run, select
-from .scenarios import SCENARIOS
+from .scenarios import OPT_IN, SCENARIOS
 
 
 def _sizes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    keys = {s.key for s in SCENARIOS}
+    keys = {s.key for s in SCENARIOS + OPT_IN}
     sizes: dict[str, tuple[int, ...]] = {}
     for value in values:
         key, sep, numbers = value.partition("=")
@@ -34,11 +34,14 @@ def _sizes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    scenarios = "\n".join(
-        f"  {s.number}  {s.key:<14} {s.title}\n     {'':<14} size: {s.size_meaning}; default "
-        f"{', '.join(map(str, s.sizes['default']))}; --quick "
-        f"{', '.join(map(str, s.sizes['quick']))}"
-        for s in SCENARIOS
+    scenarios = (
+        "\n".join(
+            f"  {s.number}  {s.key:<14} {s.title}\n     {'':<14} size: {s.size_meaning}; default "
+            f"{', '.join(map(str, s.sizes['default']))}; --quick "
+            f"{', '.join(map(str, s.sizes['quick']))}"
+            for s in SCENARIOS + OPT_IN
+        )
+        + "\n  (opt-in scenarios run only when named with -s)"
     )
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",

@@ -31,7 +31,7 @@ from ._core import (
     run_memory_sample,
     run_sample,
 )
-from .scenarios import SCENARIOS
+from .scenarios import OPT_IN, SCENARIOS
 
 FORMAT = "trio_agents-benchmarks/1"
 """The ``format`` field of the JSON report."""
@@ -75,13 +75,14 @@ def select(config: Config) -> list[Scenario]:
     if not config.scenarios:
         return list(SCENARIOS)
     chosen: list[Scenario] = []
+    every = SCENARIOS + OPT_IN  # the opt-in ones only when named
     for wanted in config.scenarios:
-        matches = [s for s in SCENARIOS if wanted in (s.key, s.number)]
+        matches = [s for s in every if wanted in (s.key, s.number)]
         if not matches:
-            known = ", ".join(f"{s.number}/{s.key}" for s in SCENARIOS)
+            known = ", ".join(f"{s.number}/{s.key}" for s in every)
             raise ValueError(f"unknown scenario {wanted!r}; choose from: {known}")
         chosen.extend(m for m in matches if m not in chosen)
-    return sorted(chosen, key=SCENARIOS.index)
+    return sorted(chosen, key=every.index)
 
 
 def sizes_for(scenario: Scenario, config: Config) -> tuple[int, ...]:

@@ -763,6 +763,72 @@ async def test_provider_request_and_stream(provider: str) -> None:
             assert len(server.requests) == 2
 
 
+async def test_distributed_remote_runs_and_the_fake_backend(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_agents import dump
+    from trio_agents.distributed import FakeBackend, open_cluster
+
+    async def open_and_block() -> None:
+        async with FakeBackend.open(["h1"]) as backend, open_cluster(backend) as cluster:
+            cluster.factory("x", "remote_agents:echo")()  # a placement with cleanup to do
+            await trio.sleep_forever()
+
+    bare(await cut_off(open_and_block))
+    hang = dump([UserMessage.text("hang")])
+    async with FakeBackend.open(["h1"]) as backend, open_cluster(backend) as cluster:
+        agent = cluster.factory("a", "remote_agents:echo")()
+        bare(await cut_off(lambda: agent.run("hang")))
+        assert backend.cancels == ["a#1"]  # the remote run was cancelled on its host
+        bare(await cut_off_before(lambda: backend.spawn("h1", "b", {"factory": "x:y"})))
+        await backend.spawn("h1", "b", {"factory": "remote_agents:echo"})
+        bare(await cut_off(lambda: backend.request("h1", "b", hang)))
+        await backend.spawn("h1", "s", {"factory": "remote_agents:stubborn"})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(backend.request, "h1", "s", hang)
+            await trio.testing.wait_all_tasks_blocked()
+            bare(await cut_off(lambda: backend.cancel("h1", "s")))  # waits on a stubborn run
+        bare(await cut_off_before(lambda: backend.kill("h1", "b")))
+        bare(await cut_off(lambda: backend.wait_host_lost("h1")))
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_cluster")
+async def test_ray_backend_on_a_real_cluster() -> None:
+    from trio_agents import dump
+    from trio_agents.distributed import open_cluster
+    from trio_agents.distributed.ray import RayBackend
+
+    async def open_and_block() -> None:
+        async with RayBackend.open(["h1"]):
+            await trio.sleep_forever()
+
+    hang = dump([UserMessage.text("hang")])
+    with trio.fail_after(60):  # real processes: a hang here is a failure
+        bare(await cut_off(open_and_block))
+        async with RayBackend.open(["h1"]) as backend, open_cluster(backend) as cluster:
+            agent = cluster.factory("a", "remote_agents:echo")()
+            bare(await cut_off(lambda: agent.run("hang"), busy=lambda: _ray_running(backend, 1)))
+            bare(await cut_off_before(lambda: backend.spawn("h1", "b", {"factory": "x:y"})))
+            await backend.spawn("h1", "b", {"factory": "remote_agents:echo"})
+            bare(await cut_off(lambda: backend.request("h1", "b", hang)))
+            await backend.spawn("h1", "s", {"factory": "remote_agents:stubborn"})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(backend.request, "h1", "s", hang)
+                await _ray_running(backend, 1)
+                bare(await cut_off(lambda: backend.cancel("h1", "s")))  # a stubborn run
+                nursery.cancel_scope.cancel()
+        async with RayBackend.open(["h1"]) as backend:
+            bare(await cut_off_before(lambda: backend.kill("h1", "b")))
+            bare(await cut_off(lambda: backend.wait_host_lost("h1")))
+
+
+async def _ray_running(backend: Any, count: int) -> None:
+    from trio_agents.distributed._ray import _wait
+
+    await _wait(backend._actors["h1"].wait_running.remote(count))
+
+
 # --------------------------------------------------------------------------- the inventory
 
 MODULES = (
@@ -771,11 +837,33 @@ MODULES = (
     "trio_agents.models",
     "trio_agents.models.openai",
     "trio_agents.models.anthropic",
+    "trio_agents.distributed",
+    "trio_agents.distributed.ray",
 )
 
 # Every async entry point and the case(s) that cut it off. Protocols (Model, ToolExecutor,
 # AgentRunner) are covered through the library's implementations of them.
 COVERED: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        (
+            f"RayBackend.{m}"
+            for m in ("open", "spawn", "request", "cancel", "kill", "wait_host_lost")
+        ),
+        ("test_ray_backend_on_a_real_cluster",),
+    ),
+    **dict.fromkeys(
+        (
+            "open_cluster",
+            "RemoteAgent.run",
+            *(
+                f"{cls}.{method}"
+                for cls in ("Backend", "FakeBackend")
+                for method in ("spawn", "request", "cancel", "kill", "wait_host_lost")
+            ),
+            "FakeBackend.open",
+        ),
+        ("test_distributed_remote_runs_and_the_fake_backend",),
+    ),
     "Agent.run": (
         "test_agent_run_mid_model_call",
         "test_agent_run_mid_parallel_tools",

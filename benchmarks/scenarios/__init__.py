@@ -9,6 +9,7 @@ from . import (
     event_log,
     latency,
     mcp_call,
+    ray_remote,
     request_reply,
     restart,
     spawn,
@@ -29,4 +30,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 
-__all__ = ["SCENARIOS"]
+OPT_IN: tuple[Scenario, ...] = (ray_remote.SCENARIO,)
+"""Scenarios that run only when named (``-s ray``): they need an optional extra."""
+
+__all__ = ["OPT_IN", "SCENARIOS"]

@@ -1,0 +1,147 @@
+"""The Ray backend on a real local cluster (loopback, started once per session).
+
+Real processes and real time: every test is bounded by ``trio.fail_after`` so that a bug is a
+failure, never a hung suite. The semantics are the ones tests/test_distributed.py pins on the
+fake backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trio_agents import (
+    AgentCancelled,
+    AgentOrchestrator,
+    AgentStatus,
+    ChildFailed,
+    DefaultSupervisor,
+    SupervisorAction,
+)
+from trio_agents.distributed import HostLost, RemoteAgentError, RemoteCluster, open_cluster
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+ECHO = "remote_agents:echo"
+LIMIT = 60  # seconds; generous for 2 shared cores, reached only by a bug
+
+
+@asynccontextmanager
+async def ray_cluster_of(*hosts: str) -> AsyncIterator[tuple[Any, RemoteCluster]]:
+    from trio_agents.distributed.ray import RayBackend
+
+    async with RayBackend.open(hosts) as backend, open_cluster(backend, grace=5) as cluster:
+        yield backend, cluster
+
+
+async def running_on(backend: Any, host: str) -> list[str]:
+    from trio_agents.distributed._ray import _wait
+
+    return list(await _wait(backend._actors[host].running.remote()))
+
+
+async def wait_running(backend: Any, host: str, count: int) -> None:
+    from trio_agents.distributed._ray import _wait
+
+    await _wait(backend._actors[host].wait_running.remote(count))
+
+
+class Always:
+    def __init__(self, action: SupervisorAction) -> None:
+        self.action = action
+
+    def on_agent_error(self, name: str, error: BaseException) -> SupervisorAction:
+        return self.action
+
+
+async def test_two_hosts_and_a_host_killed_mid_request() -> None:
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1", "h2") as (backend, cluster):
+            assert backend.host_pid("h1") != backend.host_pid("h2") != os.getpid()
+            orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor())
+            orchestrator.add_agent("a", cluster.factory("a", ECHO))
+            orchestrator.add_agent("b", cluster.factory("b", ECHO))
+            async with orchestrator.open() as system:
+                a = await system.spawn("a")
+                b = await system.spawn("b")
+                assert (await a.send_message("hi")).final_text == "echo 1: hi"
+                assert (await a.send_message("again")).final_text == "echo 2: again"
+                assert (await b.send_message("yo")).final_text == "echo 1: yo"
+                doomed, survivor = cluster.host_of("a"), cluster.host_of("b")
+                assert {doomed, survivor} == {"h1", "h2"}
+                assert doomed is not None
+                assert backend.host_load(doomed) == backend.host_load(survivor) == 1
+                in_flight = a.send_message_nowait("hang")
+                queued = [a.send_message_nowait(f"q{i}") for i in range(3)]
+                await wait_running(backend, doomed, 1)  # the request reached the host
+                os.kill(backend.host_pid(doomed), signal.SIGKILL)
+                with pytest.raises(HostLost) as caught:
+                    await in_flight.wait()
+                assert caught.value.host == doomed
+                replies = [(await q.wait()).final_text for q in queued]
+                assert replies == ["echo 1: q0", "echo 2: q1", "echo 3: q2"]
+                assert cluster.host_of("a") == survivor
+                assert a.statistics().restarts == 1
+                assert backend.live_hosts() == [survivor]
+                assert (await b.send_message("still")).final_text == "echo 2: still"
+
+
+async def test_spawn_is_idempotent_and_a_broken_target_is_named() -> None:
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1") as (backend, _):
+            await backend.spawn("h1", "x#1", {"factory": ECHO})
+            await backend.spawn("h1", "x#1", {"factory": ECHO})
+            assert backend.host_load("h1") == 1
+            with pytest.raises(RemoteAgentError, match="InvalidArgumentError on host 'h1'"):
+                await backend.spawn("h1", "y#2", {"factory": "remote_agents:not_an_agent"})
+            await backend.kill("h1", "x#1")
+            assert backend.host_load("h1") == 0
+
+
+async def test_cancelling_a_remote_subtree_cancels_the_runs_on_the_hosts() -> None:
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1", "h2") as (backend, cluster):
+            orchestrator = AgentOrchestrator()
+            orchestrator.add_agent("lead", cluster.factory("lead", ECHO))
+            orchestrator.add_child("worker", "lead", cluster.factory("worker", ECHO))
+            async with orchestrator.open() as system:
+                lead = await system.spawn("lead")
+                worker = await system.spawn("worker")
+                calls = [lead.send_message_nowait("hang"), worker.send_message_nowait("hang")]
+                await wait_running(backend, "h1", 1)  # spread: one agent on each host
+                await wait_running(backend, "h2", 1)
+                lead.cancel("subtree no longer needed")
+                for call in calls:
+                    with pytest.raises(AgentCancelled):
+                        await call.wait()
+                assert await worker.wait_done() is AgentStatus.CANCELLED
+                # The runs were cancelled in the hosts' trio loops, not abandoned.
+                assert await running_on(backend, "h1") == await running_on(backend, "h2") == []
+
+
+async def test_a_remote_leafs_escalation_reaches_the_local_root() -> None:
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1", "h2") as (_, cluster):
+            orchestrator = AgentOrchestrator(supervisor=Always(SupervisorAction.ESCALATE))
+            orchestrator.add_agent("lead", cluster.factory("lead", ECHO))
+            orchestrator.add_child("worker", "lead", cluster.factory("worker", ECHO))
+            with pytest.raises(ChildFailed) as caught:
+                async with orchestrator.open() as system:
+                    await system.spawn("lead")
+                    worker = await system.spawn("worker")
+                    with pytest.raises(RemoteAgentError, match="BadRequestError on host"):
+                        await worker.send_message("boom")
+                    await trio.sleep_forever()
+            assert caught.value.path == "lead"
+            leaf = caught.value.__cause__
+            assert isinstance(leaf, ChildFailed)
+            assert leaf.path == "lead/worker"
+            assert isinstance(leaf.__cause__, RemoteAgentError)
+            assert leaf.__cause__.original.type == "BadRequestError"
