@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import trio_agents
-import trio_agents.live
-import trio_agents.mcp
 import trio_agents.distributed
 import trio_agents.distributed.ray
+import trio_agents.live
+import trio_agents.mcp
 import trio_agents.models
 import trio_agents.otel
 import trio_agents.testing
