@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -24,7 +24,7 @@ import trio
 from .._agent import Agent, AgentSpec, _as_messages
 from .._cancel import reraise_cancelled
 from .._errors import AgentCancelled, AgentError, AlreadyRunningError, InvalidArgumentError
-from .._messages import AgentResult, AssistantMessage, ErrorInfo
+from .._messages import AgentResult, ApprovalDecision, AssistantMessage, ErrorInfo, Message
 from .._orchestrator import _raise_flat
 from .._serde import dump, load
 from ._host import check_factory_path
@@ -212,6 +212,24 @@ class RemoteAgent(Agent):
         self._last_result = result
         self._usage = self._usage + result.usage
         return result
+
+    async def resume(
+        self,
+        decisions: Iterable[ApprovalDecision],
+        *,
+        waiting: AgentResult[Any] | None = None,
+        history: Sequence[Message] | None = None,
+    ) -> AgentResult[Any]:
+        """Not supported yet: a remote run that stopped for approval cannot be resumed on its
+        host, so this refuses at once (before any checkpoint) and changes nothing.
+
+        :raises InvalidArgumentError: always.
+        """
+        raise InvalidArgumentError(
+            f"remote agent {self.agent_id!r} cannot resume a run that stopped for approval: "
+            "resuming on a remote host is not supported yet; resume it in a local Agent with "
+            "Agent.resume(decisions, waiting=result)"
+        )
 
 
 @attrs.frozen(kw_only=True)
