@@ -59,6 +59,8 @@ from ._events import (
 from ._infra import (
     EventLog,
     KindFilter,
+    Mailbox,
+    MailboxStatistics,
     PolicyCheck,
     PolicyDenied,
     PolicyEngine,
@@ -253,6 +255,8 @@ __all__ = [
     # infrastructure (_infra)
     "EventLog",
     "KindFilter",
+    "Mailbox",
+    "MailboxStatistics",
     "PolicyCheck",
     "PolicyDenied",
     "PolicyEngine",
