@@ -278,7 +278,13 @@ def test_result_wire_format() -> None:
             "retryable": True,
             "retry_after": 2.0,
         },
-        "transfer": {"target": "billing", "message": "over to you"},
+        "transfer": {
+            "target": "billing",
+            "message": "over to you",
+            "reason": "",
+            "source": "",
+            "messages": [],
+        },
         "duration": 1.25,
         "unpriced_models": [],
     }

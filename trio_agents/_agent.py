@@ -20,6 +20,7 @@ Rules (the narrative version is in ``docs/agents.rst``):
 
 from __future__ import annotations
 
+import contextvars
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from ._errors import (
     NetworkError,
     NoMessagesError,
     RunTimeout,
+    UsageError,
 )
 from ._events import (
     EventSink,
@@ -62,12 +64,24 @@ from ._messages import (
     ToolCallBlock,
     ToolResultBlock,
     ToolResultMessage,
+    TransferSignal,
     Usage,
     UserMessage,
 )
 from ._models import Model, ModelRequest, ModelSettings, StreamDone, check_model
 from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
 from .models._prices import PriceTable, cost_for
+
+# The agent whose run is in progress in this task (tools run in child tasks, which inherit
+# it): how a tool such as ``transfer_to_agent`` reaches the agent that called it.
+_CURRENT_AGENT: contextvars.ContextVar[Agent | None] = contextvars.ContextVar(
+    "trio_agents_current_agent", default=None
+)
+
+
+def current_agent() -> Agent | None:
+    """The :class:`Agent` whose run is in progress in this task (and its tools), if any."""
+    return _CURRENT_AGENT.get()
 
 
 def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -241,6 +255,7 @@ class Agent:
         "_running",
         "_runs",
         "_tool_definitions",
+        "_transfers",
         "_usage",
         "_use_genai_prices",
         "budget",
@@ -342,6 +357,8 @@ class Agent:
         self._abort_scope: trio.CancelScope | None = None
         self._abort_reason: str | None = None
         self._last_result: AgentResult | None = None
+        # Transfers requested in the current turn, by tool call id (see request_transfer).
+        self._transfers: dict[str, TransferSignal] = {}
 
     @classmethod
     def from_spec(
@@ -408,6 +425,35 @@ class Agent:
             self._abort_reason = reason
             self._abort_scope.cancel(reason=reason)
 
+    def request_transfer(self, signal: TransferSignal, *, call_id: str = "") -> None:
+        """End the current run with :attr:`StopReason.TRANSFER` once this turn's tools are done.
+
+        The run's result then carries ``signal`` in :attr:`AgentResult.transfer`, with
+        :attr:`~TransferSignal.source` and :attr:`~TransferSignal.messages` (the whole
+        conversation) filled in. A tool passes its own ``call_id`` (``ctx.call.id``): when
+        several calls of one turn ask for a transfer, the one that comes first in the model's
+        response counts, whichever finished first (a request without a call id comes after
+        them; between those, the first made counts). A run that is cancelled or fails in the
+        same turn ends as it would have without the request: cancellation wins.
+
+        :raises UsageError: no run is in progress.
+        """
+        if not isinstance(signal, TransferSignal):
+            raise InvalidArgumentError(
+                f"request_transfer takes a TransferSignal, got {type(signal).__name__}"
+            )
+        if not self._running:
+            raise UsageError(f"agent {self.name!r} is not running; a transfer ends a run")
+        self._transfers.setdefault(call_id, signal)
+
+    def _chosen_transfer(self, calls: Sequence[ToolCallBlock]) -> TransferSignal | None:
+        if not self._transfers:
+            return None
+        for call in calls:
+            if call.id in self._transfers:
+                return self._transfers[call.id]
+        return next(iter(self._transfers.values()))
+
     def clear_history(self) -> None:
         """Forget the conversation (misuse while running)."""
         if self._running:
@@ -448,11 +494,17 @@ class Agent:
             budget = budget.child(self.limits) if budget is not None else Budget(self.limits)
         stop_reason = StopReason.STOP
         error: BaseException | None = None
+        self._transfers = {}
+        transfer: TransferSignal | None = None
+        agent_token = _CURRENT_AGENT.set(self)
 
         def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult:
             return AgentResult(
                 messages=self._history[first_index:],
                 stop_reason=reason,
+                transfer=attrs.evolve(transfer, source=self.name, messages=tuple(self._history))
+                if reason is StopReason.TRANSFER and transfer is not None
+                else None,
                 usage=run_usage,
                 cost=run_cost,
                 error=err.info() if isinstance(err, AgentError) else _foreign_info(err),
@@ -503,6 +555,10 @@ class Agent:
                     await self._run_tools(calls)
                     if sink is not None:
                         sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
+                    transfer = self._chosen_transfer(calls)  # asked by this turn's tools
+                    if transfer is not None:
+                        stop_reason = StopReason.TRANSFER
+                        break
         except AgentError as exc:
             error = exc
             stop_reason = StopReason.ERROR
@@ -515,6 +571,7 @@ class Agent:
             stop_reason = StopReason.ERROR
             raise
         finally:
+            _CURRENT_AGENT.reset(agent_token)
             self._abort_scope = None
             self._running = False
             if abort_scope.cancelled_caught:
