@@ -18,6 +18,7 @@ import pytest
 
 import trio_agents
 import trio_agents.models
+import trio_agents.patterns
 import trio_agents.testing
 import trio_agents.testing.strategies
 
@@ -30,6 +31,7 @@ PUBLIC_MODULES = [
     trio_agents.models,
     trio_agents.testing,
     trio_agents.testing.strategies,
+    trio_agents.patterns,
 ]
 
 # ``.. autoclass:: Name``, ``.. py:type:: Name``, ``.. currentmodule:: trio_agents`` ...
