@@ -1,0 +1,249 @@
+"""Pipelines: sequential steps and parallel branches with a merge strategy."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+from .._errors import AgentError, InvalidArgumentError
+from .._events import Event, EventSink
+from .._messages import AgentResult, Message, UserMessage
+from .._orchestrator import AgentFactory, _raise_flat
+
+__all__ = [
+    "Merge",
+    "PipelineResult",
+    "Step",
+    "StepFailed",
+    "StepFinished",
+    "StepOutput",
+    "run_parallel",
+    "run_sequential",
+]
+
+
+@attrs.frozen
+class Step:
+    """A named step of a pipeline: ``factory`` builds a fresh agent for each run."""
+
+    name: str = attrs.field()
+    """The step's label (in results, events and errors)."""
+    factory: AgentFactory = attrs.field()
+    """Zero-argument callable returning a new :class:`~trio_agents.Agent`."""
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, str) or not value:
+            raise InvalidArgumentError(f"Step name must be a non-empty str, got {value!r}")
+
+    @factory.validator
+    def _check_factory(self, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not callable(value):
+            raise InvalidArgumentError(
+                f"Step {self.name!r} needs a zero-argument factory returning an Agent, "
+                f"got {value!r}"
+            )
+
+
+class Merge(enum.Enum):
+    """How :func:`run_parallel` turns its branches into one result."""
+
+    CONCAT = "concat"
+    """Wait for every branch; outputs in declaration order. A failure fails the whole run."""
+    FIRST = "first"
+    """The first branch to succeed wins and the others are cancelled; if all fail, the first
+    failure (in time) is raised."""
+    FASTEST = "fastest"
+    """The first ``n`` successes (in finishing order) win and the others are cancelled."""
+
+
+@attrs.frozen
+class StepOutput:
+    """One step's (or branch's) result."""
+
+    step: str
+    """The step's name."""
+    result: AgentResult
+    """What its agent produced."""
+
+
+@attrs.frozen
+class PipelineResult:
+    """What a pipeline produced: its steps' outputs, and the text they add up to."""
+
+    outputs: tuple[StepOutput, ...]
+    """Sequential: every step in order. Parallel: the kept branches (see :class:`Merge`)."""
+    output: str
+    """Sequential: the last step's final text. Parallel: the kept branches' final texts,
+    each under a ``[step]`` label, separated by blank lines (just the text for one branch)."""
+
+
+@attrs.frozen(kw_only=True)
+class StepFinished(Event):
+    """A pipeline step or branch ended (``agent`` is the step's name)."""
+
+    kind: ClassVar[str] = "step_finished"
+    index: int
+    """The step's position in its declaration (0-based)."""
+    ok: bool
+    """Whether it succeeded."""
+    cancelled: bool = False
+    """Whether it was cancelled because other branches won."""
+
+
+class StepFailed(AgentError):
+    """A pipeline step failed; the message names the step and its agent, the cause is chained.
+
+    :attr:`outputs` keeps the steps that finished before it.
+    """
+
+    def __init__(self, message: str, *, outputs: Sequence[StepOutput] = ()) -> None:
+        super().__init__(message)
+        self.outputs: tuple[StepOutput, ...] = tuple(outputs)
+
+
+def _check_steps(steps: object, what: str) -> tuple[Step, ...]:
+    if not isinstance(steps, Sequence) or not steps or not all(isinstance(s, Step) for s in steps):
+        raise InvalidArgumentError(f"{what} needs a non-empty sequence of Step, got {steps!r}")
+    names = [s.name for s in steps]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidArgumentError(f"{what}: step names must be unique, repeated: {dupes}")
+    return tuple(steps)
+
+
+def _emit(sink: EventSink | None, step: Step, index: int, *, ok: bool, cancelled: bool) -> None:
+    if sink is not None:
+        sink(
+            StepFinished(
+                time=trio.current_time(), agent=step.name, index=index, ok=ok, cancelled=cancelled
+            )
+        )
+
+
+def _failed(step: Step, index: int, agent_name: str, exc: BaseException) -> str:
+    return f"step {index} ({step.name!r}, agent {agent_name!r}) failed: {type(exc).__name__}: {exc}"
+
+
+async def run_sequential(
+    steps: Sequence[Step],
+    input: str,
+    *,
+    pass_transcript: bool = False,
+    event_sink: EventSink | None = None,
+) -> PipelineResult:
+    """Run ``steps`` one after the other, each on the previous step's answer.
+
+    The first step gets ``input``. With ``pass_transcript``, each later step gets the earlier
+    steps' conversation (user messages and answers, tool calls left out) before the new
+    request; otherwise only the previous answer.
+
+    :raises StepFailed: a step failed (names the step and agent; keeps the earlier outputs).
+    """
+    checked = _check_steps(steps, "run_sequential")
+    outputs: list[StepOutput] = []
+    transcript: list[Message] = []
+    text = input
+    for index, step in enumerate(checked):
+        agent = step.factory()
+        request: list[Message] = [*transcript, UserMessage.text(text)]
+        try:
+            result = await agent.run(request)
+        except Exception as exc:
+            _emit(event_sink, step, index, ok=False, cancelled=False)
+            raise StepFailed(_failed(step, index, agent.name, exc), outputs=outputs) from exc
+        _emit(event_sink, step, index, ok=True, cancelled=False)
+        outputs.append(StepOutput(step.name, result))
+        if pass_transcript:
+            transcript += [
+                UserMessage.text(text),
+                UserMessage.text(f"[{step.name}] {result.final_text}"),
+            ]
+        text = result.final_text
+    return PipelineResult(outputs=tuple(outputs), output=text)
+
+
+def _check_merge(merge: object) -> None:
+    if not isinstance(merge, Merge):
+        allowed = ", ".join(m.name for m in Merge)
+        raise InvalidArgumentError(f"merge must be a Merge ({allowed}), got {merge!r}")
+
+
+def _join(outputs: Sequence[StepOutput]) -> str:
+    if len(outputs) == 1:
+        return outputs[0].result.final_text
+    return "\n\n".join(f"[{o.step}]\n{o.result.final_text}" for o in outputs)
+
+
+async def run_parallel(
+    branches: Sequence[Step],
+    input: str,
+    *,
+    merge: Merge = Merge.CONCAT,
+    n: int = 1,
+    event_sink: EventSink | None = None,
+) -> PipelineResult:
+    """Run every branch on ``input`` at once, in a nursery this call owns, and merge them.
+
+    See :class:`Merge` for the strategies; ``n`` is how many successes :attr:`Merge.FASTEST`
+    keeps. Cancelling the call cancels every branch (it leaves as the bare
+    :class:`trio.Cancelled`).
+
+    :raises StepFailed: a branch failed under :attr:`Merge.CONCAT`, every branch failed under
+        :attr:`Merge.FIRST`, or fewer than ``n`` succeeded under :attr:`Merge.FASTEST`.
+    """
+    checked = _check_steps(branches, "run_parallel")
+    _check_merge(merge)
+    if merge is Merge.FIRST:
+        n = 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(checked):
+        raise InvalidArgumentError(
+            f"n must be an int from 1 to the number of branches ({len(checked)}), got {n!r}"
+        )
+    wanted = len(checked) if merge is Merge.CONCAT else n
+    done: dict[int, StepOutput] = {}
+    finish_order: list[int] = []
+    failures: list[StepFailed] = []
+
+    async def branch(index: int, step: Step, scope: trio.CancelScope) -> None:
+        agent = step.factory()
+        try:
+            result = await agent.run(input)
+        except trio.Cancelled:
+            if scope.cancel_called:  # lost to the branches that finished (or failed)
+                _emit(event_sink, step, index, ok=False, cancelled=True)
+            raise
+        except Exception as exc:
+            _emit(event_sink, step, index, ok=False, cancelled=False)
+            failures.append(StepFailed(_failed(step, index, agent.name, exc)))
+            failures[-1].__cause__ = exc
+            if merge is Merge.CONCAT or len(failures) > len(checked) - wanted:
+                scope.cancel(reason=f"branch {step.name!r} failed")
+            return
+        _emit(event_sink, step, index, ok=True, cancelled=False)
+        done[index] = StepOutput(step.name, result)
+        finish_order.append(index)
+        if len(done) >= wanted:
+            scope.cancel(reason=f"{merge.value}: enough branches finished")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for index, step in enumerate(checked):
+                nursery.start_soon(branch, index, step, nursery.cancel_scope)
+    except BaseExceptionGroup as group:
+        _raise_flat(group)
+    if len(done) < wanted:
+        first = failures[0]
+        if merge is not Merge.CONCAT and len(failures) == len(checked):
+            first.add_note(f"every branch failed ({len(failures)})")
+        first.outputs = tuple(done[i] for i in sorted(done))
+        raise first
+    if merge is Merge.CONCAT:
+        kept = [done[i] for i in range(len(checked))]
+    else:
+        kept = [done[i] for i in finish_order[:wanted]]
+    return PipelineResult(outputs=tuple(kept), output=_join(kept))
