@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from .._core import Scenario
-from . import agent_run, delegation, event_log, latency, request_reply, restart, spawn, tree
+from . import (
+    agent_run,
+    delegation,
+    event_log,
+    latency,
+    pipeline,
+    request_reply,
+    restart,
+    spawn,
+    tree,
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     request_reply.SCENARIO,
@@ -15,6 +25,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     latency.SCENARIO,
     event_log.SCENARIO,
     agent_run.SCENARIO,
+    pipeline.SCENARIO,
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 
