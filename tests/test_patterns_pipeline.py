@@ -37,6 +37,7 @@ from trio_agents.testing import (
     fail,
     hang,
     strategies,
+    text,
     tool_call,
 )
 
@@ -260,13 +261,37 @@ async def test_bad_pipeline_arguments() -> None:
         await run_sequential([], "go")
     with pytest.raises(InvalidArgumentError, match=r"unique, repeated: \['a'\]"):
         await run_parallel([one, one], "go")
-    with pytest.raises(InvalidArgumentError, match="CONCAT, FIRST, FASTEST"):
+    with pytest.raises(InvalidArgumentError, match="CONCAT, FIRST, FASTEST, CUSTOM"):
         await run_parallel([one], "go", merge="first")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match=r"from 1 to the number of branches \(1\)"):
         await run_parallel([one], "go", merge=Merge.FASTEST, n=2)
 
 
 # --------------------------------------------------------------------------- parallel
+
+
+async def test_custom_merge_gives_the_aggregator_the_labelled_answers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[str] = []
+
+    def aggregate(request):  # type: ignore[no-untyped-def]
+        seen.append(request.messages[-1].content[0].text)
+        return "merged"
+
+    out = await run_parallel(
+        [scripted("x", text("one", delay=2)), scripted("y", "two")],
+        "q",
+        merge=Merge.CUSTOM,
+        aggregator=lambda: Agent(FunctionModel(aggregate), name="agg"),
+    )
+    assert seen == ["q\n\n[x]\none\n\n[y]\ntwo"]
+    assert out.output == "merged"
+    assert [o.step for o in out.outputs] == ["x", "y", "aggregate"]
+    with pytest.raises(InvalidArgumentError, match=r"aggregator= goes with merge=Merge\.CUSTOM"):
+        await run_parallel([scripted("x", "1")], "q", merge=Merge.CUSTOM)
+    with pytest.raises(InvalidArgumentError, match=r"aggregator= goes with merge=Merge\.CUSTOM"):
+        await run_parallel([scripted("x", "1")], "q", aggregator=lambda: Agent(ScriptedModel([])))
 
 
 async def test_concat_keeps_declaration_order(autojump_clock: trio.testing.MockClock) -> None:

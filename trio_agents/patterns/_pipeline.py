@@ -59,6 +59,9 @@ class Merge(enum.Enum):
     failure (in time) is raised."""
     FASTEST = "fastest"
     """The first ``n`` successes (in finishing order) win and the others are cancelled."""
+    CUSTOM = "custom"
+    """Like :attr:`CONCAT`, then a fresh ``aggregator`` agent gets the labelled answers; its
+    answer is the output (and its result the last of the outputs, as step ``"aggregate"``)."""
 
 
 @attrs.frozen
@@ -185,12 +188,14 @@ async def run_parallel(
     *,
     merge: Merge = Merge.CONCAT,
     n: int = 1,
+    aggregator: AgentFactory | None = None,
     event_sink: EventSink | None = None,
 ) -> PipelineResult:
     """Run every branch on ``input`` at once, in a nursery this call owns, and merge them.
 
     See :class:`Merge` for the strategies; ``n`` is how many successes :attr:`Merge.FASTEST`
-    keeps. Cancelling the call cancels every branch (it leaves as the bare
+    keeps; ``aggregator`` (required by :attr:`Merge.CUSTOM`, refused otherwise) builds the
+    agent that merges the answers. Cancelling the call cancels every branch (it leaves as the bare
     :class:`trio.Cancelled`).
 
     :raises StepFailed: a branch failed under :attr:`Merge.CONCAT`, every branch failed under
@@ -198,13 +203,21 @@ async def run_parallel(
     """
     checked = _check_steps(branches, "run_parallel")
     _check_merge(merge)
+    if (merge is Merge.CUSTOM) != (aggregator is not None):
+        raise InvalidArgumentError(
+            "aggregator= goes with merge=Merge.CUSTOM, and Merge.CUSTOM needs one "
+            f"(merge={merge.name}, aggregator={aggregator!r})"
+        )
+    if aggregator is not None and not callable(aggregator):
+        raise InvalidArgumentError(f"aggregator must be an agent factory, got {aggregator!r}")
     if merge is Merge.FIRST:
         n = 1
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(checked):
         raise InvalidArgumentError(
             f"n must be an int from 1 to the number of branches ({len(checked)}), got {n!r}"
         )
-    wanted = len(checked) if merge is Merge.CONCAT else n
+    everything = merge in (Merge.CONCAT, Merge.CUSTOM)
+    wanted = len(checked) if everything else n
     done: dict[int, StepOutput] = {}
     finish_order: list[int] = []
     failures: list[StepFailed] = []
@@ -221,7 +234,7 @@ async def run_parallel(
             _emit(event_sink, step, index, ok=False, cancelled=False)
             failures.append(StepFailed(_failed(step, index, agent.name, exc)))
             failures[-1].__cause__ = exc
-            if merge is Merge.CONCAT or len(failures) > len(checked) - wanted:
+            if everything or len(failures) > len(checked) - wanted:
                 scope.cancel(reason=f"branch {step.name!r} failed")
             return
         _emit(event_sink, step, index, ok=True, cancelled=False)
@@ -238,12 +251,22 @@ async def run_parallel(
         _raise_flat(group)
     if len(done) < wanted:
         first = failures[0]
-        if merge is not Merge.CONCAT and len(failures) == len(checked):
+        if not everything and len(failures) == len(checked):
             first.add_note(f"every branch failed ({len(failures)})")
         first.outputs = tuple(done[i] for i in sorted(done))
         raise first
-    if merge is Merge.CONCAT:
+    if everything:
         kept = [done[i] for i in range(len(checked))]
     else:
         kept = [done[i] for i in finish_order[:wanted]]
-    return PipelineResult(outputs=tuple(kept), output=_join(kept))
+    if aggregator is None:
+        return PipelineResult(outputs=tuple(kept), output=_join(kept))
+    step = Step("aggregate", aggregator)
+    agent = step.factory()
+    try:
+        labelled = "\n\n".join(f"[{o.step}]\n{o.result.final_text}" for o in kept)
+        merged = await agent.run(f"{input}\n\n{labelled}")
+    except Exception as exc:
+        raise StepFailed(_failed(step, len(checked), agent.name, exc), outputs=kept) from exc
+    _emit(event_sink, step, len(checked), ok=True, cancelled=False)
+    return PipelineResult(outputs=(*kept, StepOutput(step.name, merged)), output=merged.final_text)
