@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from trio_agents import (
     Agent,
+    AgentOrchestrator,
     AgentResult,
+    Backoff,
     Event,
     InvalidArgumentError,
     ModelOverloaded,
     ModelRequest,
     RetryPolicy,
+    SupervisorAction,
     TextBlock,
     UserMessage,
     dump,
@@ -25,6 +28,7 @@ from trio_agents import (
     tool,
 )
 from trio_agents.patterns import (
+    DebateResult,
     Loop,
     LoopExhausted,
     LoopResult,
@@ -38,8 +42,10 @@ from trio_agents.patterns import (
     StepOutput,
     TournamentResult,
     VoteResult,
+    debate,
     map_reduce,
     normalise_answer,
+    pattern_agent,
     review_loop,
     tournament,
     vote,
@@ -48,6 +54,7 @@ from trio_agents.testing import (
     FunctionModel,
     ScriptedModel,
     ScriptItem,
+    fail,
     strategies,
     text,
     tool_call,
@@ -376,3 +383,92 @@ def test_values_round_trip(
     for value in values:
         kind = Event if isinstance(value, Event) else type(value)
         assert load(dump(value), kind) == value
+
+
+# --------------------------------------------------------------------------- debate
+
+
+async def test_debate_rounds_pass_critiques_and_a_judge_decides() -> None:
+    prompts: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+
+    def debater(name: str) -> Step:
+        def answer(prompt: str) -> str:
+            prompts[name].append(prompt)
+            return f"{name}{len(prompts[name])}"
+
+        return Step(name, answering(name, answer))
+
+    judged: list[str] = []
+    events: list[Event] = []
+    result = await debate(
+        [debater("a"), debater("b"), debater("c")],
+        "q?",
+        answering("judge", lambda p: judged.append(p) or "c wins"),  # type: ignore[func-returns-value]
+        rounds=3,
+        event_sink=events.append,
+    )
+    assert [[o.result.final_text for o in r] for r in result.rounds] == [
+        ["a1", "b1", "c1"],
+        ["a2", "b2", "c2"],
+        ["a3", "b3", "c3"],
+    ]
+    assert prompts["a"][0] == "q?"
+    assert prompts["a"][1] == (
+        "The other debaters answered:\n\n[b]\nb1\n\n[c]\nc1\n\n"
+        "Critique their answers, then give your revised answer."
+    )
+    assert "[a]\na3\n\n[b]\nb3\n\n[c]\nc3" in judged[0]
+    assert result.output == "c wins"
+    assert [e.round for e in events if isinstance(e, RoundFinished)] == [1, 2, 3]
+
+
+async def test_debate_bad_arguments_and_failures() -> None:
+    with pytest.raises(InvalidArgumentError, match="at least 2 debaters"):
+        await debate([says("a", "x")], "q", answering("j", str))
+    with pytest.raises(StepFailed, match=r"round 1: step 1 \('b', agent 'b'\)"):
+        await debate(
+            [says("a", "x"), says("b", fail(ModelOverloaded("down")))], "q", answering("j", str)
+        )
+
+
+# --------------------------------------------------------------------------- supervised
+
+
+async def test_a_pattern_runs_as_a_supervised_agent(autojump_clock: trio.testing.MockClock) -> None:
+    built: list[int] = []
+
+    def panel() -> Agent:
+        built.append(1)
+        flaky = len(built) == 1  # the first incarnation's voters fail
+
+        async def run(question: str) -> VoteResult:
+            voters = [
+                says("a", "yes"),
+                says("b", fail(ModelOverloaded("down")) if flaky else "yes"),
+            ]
+            return await vote(voters, question)
+
+        return pattern_agent(run, name="panel")
+
+    orch = AgentOrchestrator(supervisor=PatternSupervisor(), backoff=Backoff.none(), max_restarts=3)
+    orch.add_agent("panel", panel)
+    async with orch.open() as system:
+        handle = await system.spawn("panel")
+        with pytest.raises(StepFailed):
+            await handle.send_message("agree?")
+        assert handle.statistics().restarts == 1
+        assert (await handle.send_message("agree?")).final_text == "yes"
+    assert len(built) == 2
+
+
+class PatternSupervisor:
+    """Restarts every failure (a failed pattern is not retryable by default)."""
+
+    def on_agent_error(self, name: str, error: BaseException) -> SupervisorAction:
+        return SupervisorAction.RESTART
+
+
+@given(outs=outputs, result=strategies.agent_results())
+def test_debate_result_round_trips(outs: list[StepOutput], result: AgentResult) -> None:
+    value = DebateResult(rounds=(tuple(outs), tuple(outs)), verdict=result)
+    assert load(dump(value), DebateResult) == value

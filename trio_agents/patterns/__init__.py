@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._agent_pattern import pattern_agent
 from ._agent_tool import agent_tool
 from ._handoff import (
     DEFAULT_MAX_HANDOFF_DEPTH,
@@ -22,6 +23,7 @@ from ._pipeline import (
 )
 from ._shapes import (
     APPROVED_MARKER,
+    DebateResult,
     Loop,
     LoopExhausted,
     LoopResult,
@@ -32,6 +34,7 @@ from ._shapes import (
     RoundFinished,
     TournamentResult,
     VoteResult,
+    debate,
     map_reduce,
     normalise_answer,
     review_loop,
@@ -43,6 +46,7 @@ __all__ = [
     "APPROVED_MARKER",
     "DEFAULT_MAX_HANDOFF_DEPTH",
     "AgentTransferred",
+    "DebateResult",
     "Handoff",
     "HandoffResult",
     "Loop",
@@ -62,8 +66,10 @@ __all__ = [
     "TournamentResult",
     "VoteResult",
     "agent_tool",
+    "debate",
     "map_reduce",
     "normalise_answer",
+    "pattern_agent",
     "review_loop",
     "run_parallel",
     "run_sequential",

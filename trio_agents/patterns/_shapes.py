@@ -17,6 +17,7 @@ from ._pipeline import Step, StepFailed, StepOutput, _check_steps, _failed
 
 __all__ = [
     "APPROVED_MARKER",
+    "DebateResult",
     "Loop",
     "LoopExhausted",
     "LoopResult",
@@ -27,6 +28,7 @@ __all__ = [
     "RoundFinished",
     "TournamentResult",
     "VoteResult",
+    "debate",
     "map_reduce",
     "normalise_answer",
     "review_loop",
@@ -457,3 +459,83 @@ async def tournament(
         alive = winners
     ranking = [alive[0]] + [name for losers in reversed(eliminated) for name in losers]
     return TournamentResult(entries=tuple(entries), matches=tuple(matches), ranking=tuple(ranking))
+
+
+# --------------------------------------------------------------------------- debate
+
+
+@attrs.frozen(kw_only=True)
+class DebateResult:
+    """What :func:`debate` produced."""
+
+    rounds: tuple[tuple[StepOutput, ...], ...]
+    """Every round's answers, in declaration order within a round."""
+    verdict: AgentResult
+    """The judge's result."""
+
+    @property
+    def output(self) -> str:
+        """The judge's final text."""
+        return self.verdict.final_text
+
+
+async def debate(
+    debaters: Sequence[Step],
+    question: str,
+    judge: AgentFactory,
+    *,
+    rounds: int = 2,
+    event_sink: EventSink | None = None,
+) -> DebateResult:
+    """Debaters answer at once; in each later round, each one gets the others' latest answers
+    to critique and revises its own; then a fresh judge gets the last round's answers.
+
+    Each debater's agent lives for the whole debate (its conversation carries its earlier
+    answers); the judge is built fresh.
+    """
+    steps = _check_steps(debaters, "debate")
+    if len(steps) < 2:
+        raise InvalidArgumentError(f"debate needs at least 2 debaters, got {len(steps)}")
+    count = _positive("rounds", rounds)
+    agents = [step.factory() for step in steps]
+    history: list[tuple[StepOutput, ...]] = []
+    for number in range(1, count + 1):
+        if number == 1:
+            prompts = [question] * len(steps)
+        else:
+            last = history[-1]
+            prompts = [
+                "The other debaters answered:\n\n"
+                + _labelled([o for o in last if o.step != step.name])
+                + "\n\nCritique their answers, then give your revised answer."
+                for step in steps
+            ]
+        results: dict[int, StepOutput] = {}
+
+        async def speak(
+            index: int, prompt: str, number: int, results: dict[int, StepOutput]
+        ) -> None:
+            try:
+                result = await agents[index].run(prompt)
+            except Exception as exc:
+                raise StepFailed(
+                    f"round {number}: " + _failed(steps[index], index, agents[index].name, exc),
+                    outputs=[o for past in history for o in past],
+                ) from exc
+            results[index] = StepOutput(steps[index].name, result)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for index, prompt in enumerate(prompts):
+                    nursery.start_soon(speak, index, prompt, number, results)
+        except BaseExceptionGroup as group:
+            _raise_flat(group)
+        history.append(tuple(results[i] for i in range(len(steps))))
+        _emit(event_sink, "debate", number, f"{len(steps)} answers")
+    verdict = await _run(
+        Step("judge", judge),
+        len(steps),
+        f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
+        [o for past in history for o in past],
+    )
+    return DebateResult(rounds=tuple(history), verdict=verdict.result)
