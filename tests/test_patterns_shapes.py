@@ -47,6 +47,8 @@ from trio_agents.patterns import (
     normalise_answer,
     pattern_agent,
     review_loop,
+    run_parallel,
+    run_sequential,
     tournament,
     vote,
 )
@@ -323,17 +325,47 @@ async def test_tournament_judge_that_does_not_choose_is_an_error() -> None:
 # --------------------------------------------------------------------------- cancellation
 
 
-@pytest.mark.parametrize("which", ["loop", "map_reduce", "vote", "review", "tournament"])
-async def test_outside_cancellation_is_bare(
-    which: str, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("which", "kept"),
+    [
+        ("sequential", 1),
+        ("parallel", 1),
+        ("loop", 1),
+        ("map_reduce", 1),
+        ("vote", 1),
+        ("review", 1),
+        ("debate", 1),
+        ("tournament", 2),
+    ],
+)
+async def test_outside_cancellation_is_bare_and_progress_keeps_partial_results(
+    which: str, kept: int, autojump_clock: trio.testing.MockClock
 ) -> None:
+    fast = answering("fast", lambda p: "quick")
     slow = answering("slow", lambda p: text("late", delay=10))
+    calls = 0
+
+    def first_fast() -> Agent:
+        nonlocal calls
+        calls += 1
+        return fast() if calls == 1 else slow()
+
+    progress: list[StepOutput] = []
     runs = {
-        "loop": lambda: Loop(Step("slow", slow), until_output="x").run("go"),
-        "map_reduce": lambda: map_reduce(slow, slow, ["a", "b"]),
-        "vote": lambda: vote([Step("a", slow), Step("b", slow)], "q"),
-        "review": lambda: review_loop(slow, slow, "t"),
-        "tournament": lambda: tournament([Step("a", slow), Step("b", slow)], "t", slow),
+        "sequential": lambda: run_sequential(
+            [Step("a", fast), Step("b", slow)], "go", progress=progress
+        ),
+        "parallel": lambda: run_parallel(
+            [Step("a", fast), Step("b", slow)], "go", progress=progress
+        ),
+        "loop": lambda: Loop(Step("s", first_fast), until_output="x").run("go", progress=progress),
+        "map_reduce": lambda: map_reduce(first_fast, slow, ["a", "b"], progress=progress),
+        "vote": lambda: vote([Step("a", fast), Step("b", slow)], "q", progress=progress),
+        "review": lambda: review_loop(fast, slow, "t", progress=progress),
+        "debate": lambda: debate([Step("a", fast), Step("b", slow)], "q", slow, progress=progress),
+        "tournament": lambda: tournament(
+            [Step("a", fast), Step("b", fast)], "t", slow, progress=progress
+        ),
     }
     caught: list[BaseException] = []
     with trio.move_on_after(1):
@@ -343,6 +375,8 @@ async def test_outside_cancellation_is_bare(
             caught.append(exc)
             raise
     assert [type(e) for e in caught] == [trio.Cancelled]
+    assert len(progress) == kept
+    assert all(o.result.final_text == "quick" for o in progress)
 
 
 # --------------------------------------------------------------------------- values

@@ -138,6 +138,7 @@ async def run_sequential(
     *,
     pass_transcript: bool = False,
     event_sink: EventSink | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> PipelineResult:
     """Run ``steps`` one after the other, each on the previous step's answer.
 
@@ -161,6 +162,8 @@ async def run_sequential(
             raise StepFailed(_failed(step, index, agent.name, exc), outputs=outputs) from exc
         _emit(event_sink, step, index, ok=True, cancelled=False)
         outputs.append(StepOutput(step.name, result))
+        if progress is not None:
+            progress.append(outputs[-1])
         if pass_transcript:
             transcript += [
                 UserMessage.text(text),
@@ -190,6 +193,7 @@ async def run_parallel(
     n: int = 1,
     aggregator: AgentFactory | None = None,
     event_sink: EventSink | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> PipelineResult:
     """Run every branch on ``input`` at once, in a nursery this call owns, and merge them.
 
@@ -239,6 +243,8 @@ async def run_parallel(
             return
         _emit(event_sink, step, index, ok=True, cancelled=False)
         done[index] = StepOutput(step.name, result)
+        if progress is not None:
+            progress.append(done[index])
         finish_order.append(index)
         if len(done) >= wanted:
             scope.cancel(reason=f"{merge.value}: enough branches finished")

@@ -53,23 +53,37 @@ def _emit(sink: EventSink | None, pattern: str, number: int, detail: str) -> Non
         sink(RoundFinished(time=trio.current_time(), agent=pattern, round=number, detail=detail))
 
 
-async def _run(step: Step, index: int, prompt: str, done: Sequence[StepOutput] = ()) -> StepOutput:
+async def _run(
+    step: Step,
+    index: int,
+    prompt: str,
+    done: Sequence[StepOutput] = (),
+    progress: list[StepOutput] | None = None,
+) -> StepOutput:
     agent = step.factory()
     try:
         result = await agent.run(prompt)
     except Exception as exc:
         raise StepFailed(_failed(step, index, agent.name, exc), outputs=done) from exc
-    return StepOutput(step.name, result)
+    out = StepOutput(step.name, result)
+    if progress is not None:
+        progress.append(out)
+    return out
 
 
-async def _all(steps: Sequence[Step], prompts: Sequence[str], limit: int) -> list[StepOutput]:
+async def _all(
+    steps: Sequence[Step],
+    prompts: Sequence[str],
+    limit: int,
+    progress: list[StepOutput] | None = None,
+) -> list[StepOutput]:
     """Each step on its prompt, at most ``limit`` at once; the first failure cancels the rest."""
     results: dict[int, StepOutput] = {}
     limiter = trio.CapacityLimiter(limit)
 
     async def one(index: int) -> None:
         async with limiter:
-            results[index] = await _run(steps[index], index, prompts[index])
+            results[index] = await _run(steps[index], index, prompts[index], (), progress)
 
     try:
         async with trio.open_nursery() as nursery:
@@ -164,8 +178,8 @@ class Loop:
         self.max_iterations = _positive("max_iterations", max_iterations)
         self.event_sink = event_sink
 
-    async def run(self, input: str) -> LoopResult:
-        """Iterate from ``input``.
+    async def run(self, input: str, *, progress: list[StepOutput] | None = None) -> LoopResult:
+        """Iterate from ``input``; each finished iteration is appended to ``progress`` at once.
 
         :raises LoopExhausted: ``max_iterations`` ran without an exit (outputs kept).
         :raises StepFailed: an iteration failed (outputs kept).
@@ -173,7 +187,7 @@ class Loop:
         outputs: list[StepOutput] = []
         text = input
         for number in range(1, self.max_iterations + 1):
-            out = await _run(self.step, number - 1, text, outputs)
+            out = await _run(self.step, number - 1, text, outputs, progress)
             outputs.append(out)
             text = out.result.final_text
             exit = ""
@@ -222,6 +236,7 @@ async def map_reduce(
     items: Sequence[str],
     *,
     max_concurrency: int = 4,
+    progress: list[StepOutput] | None = None,
 ) -> MapReduceResult:
     """Run a fresh mapper agent per item (at most ``max_concurrency`` at once), then a reducer
     on the labelled answers (``[map[0]] ...``, in item order).
@@ -233,8 +248,8 @@ async def map_reduce(
         raise InvalidArgumentError(f"map_reduce needs a non-empty sequence of items, got {items!r}")
     limit = _positive("max_concurrency", max_concurrency)
     steps = [Step(f"map[{i}]", mapper) for i in range(len(items))]
-    mapped = await _all(steps, [str(item) for item in items], limit)
-    reduced = await _run(Step("reduce", reducer), len(items), _labelled(mapped), mapped)
+    mapped = await _all(steps, [str(item) for item in items], limit, progress)
+    reduced = await _run(Step("reduce", reducer), len(items), _labelled(mapped), mapped, progress)
     return MapReduceResult(mapped=tuple(mapped), reduced=reduced.result)
 
 
@@ -274,13 +289,14 @@ async def vote(
     question: str,
     *,
     synthesizer: AgentFactory | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> VoteResult:
     """Ask every voter at once; the normalised answer given most often wins.
 
     With ``synthesizer``, a fresh agent then gets the labelled answers and the tally.
     """
     steps = _check_steps(voters, "vote")
-    votes = await _all(steps, [question] * len(steps), len(steps))
+    votes = await _all(steps, [question] * len(steps), len(steps), progress)
     counts: dict[str, int] = {}
     for out in votes:
         key = normalise_answer(out.result.final_text)
@@ -291,7 +307,8 @@ async def vote(
     if synthesizer is not None:
         tally = ", ".join(f"{answer!r}: {count}" for answer, count in counts.items())
         prompt = f"{question}\n\n{_labelled(votes)}\n\nvotes: {tally}"
-        synthesis = (await _run(Step("synthesize", synthesizer), len(steps), prompt, votes)).result
+        synthesize = Step("synthesize", synthesizer)
+        synthesis = (await _run(synthesize, len(steps), prompt, votes, progress)).result
     return VoteResult(
         votes=tuple(votes),
         winner=leaders[0],
@@ -340,6 +357,7 @@ async def review_loop(
     max_rounds: int = 3,
     marker: str = APPROVED_MARKER,
     event_sink: EventSink | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> ReviewResult:
     """A worker drafts, a reviewer approves (its answer contains ``marker``) or gives feedback.
 
@@ -353,9 +371,15 @@ async def review_loop(
     rounds: list[ReviewRound] = []
     prompt = task
     for number in range(1, limit + 1):
-        draft = (await _run(Step("worker", worker), 2 * number - 2, prompt)).result
+        draft = (await _run(Step("worker", worker), 2 * number - 2, prompt, (), progress)).result
         review = (
-            await _run(Step("reviewer", reviewer), 2 * number - 1, f"{task}\n\n{draft.final_text}")
+            await _run(
+                Step("reviewer", reviewer),
+                2 * number - 1,
+                f"{task}\n\n{draft.final_text}",
+                (),
+                progress,
+            )
         ).result
         rounds.append(ReviewRound(draft, review))
         approved = marker in review.final_text
@@ -412,6 +436,7 @@ async def tournament(
     judge: AgentFactory,
     *,
     event_sink: EventSink | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> TournamentResult:
     """Single elimination: every contestant answers ``task`` at once, then pairs are judged.
 
@@ -420,7 +445,7 @@ async def tournament(
     gets a bye (the last of the round). The matches of a round run at once.
     """
     steps = _check_steps(contestants, "tournament")
-    entries = await _all(steps, [task] * len(steps), len(steps))
+    entries = await _all(steps, [task] * len(steps), len(steps), progress)
     answers = {out.step: out.result.final_text for out in entries}
     alive = [out.step for out in entries]
     matches: list[Match] = []
@@ -435,7 +460,7 @@ async def tournament(
             for a, b in pairs
         ]
         judges = [Step(f"judge {a} vs {b}", judge) for a, b in pairs]
-        verdicts = await _all(judges, prompts, len(judges))
+        verdicts = await _all(judges, prompts, len(judges), progress)
         winners: list[str] = []
         losers: list[str] = []
         for (a, b), verdict in zip(pairs, verdicts, strict=True):
@@ -486,6 +511,7 @@ async def debate(
     *,
     rounds: int = 2,
     event_sink: EventSink | None = None,
+    progress: list[StepOutput] | None = None,
 ) -> DebateResult:
     """Debaters answer at once; in each later round, each one gets the others' latest answers
     to critique and revises its own; then a fresh judge gets the last round's answers.
@@ -523,6 +549,8 @@ async def debate(
                     outputs=[o for past in history for o in past],
                 ) from exc
             results[index] = StepOutput(steps[index].name, result)
+            if progress is not None:
+                progress.append(results[index])
 
         try:
             async with trio.open_nursery() as nursery:
@@ -537,5 +565,6 @@ async def debate(
         len(steps),
         f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
         [o for past in history for o in past],
+        progress,
     )
     return DebateResult(rounds=tuple(history), verdict=verdict.result)
