@@ -10,11 +10,17 @@ from hypothesis import strategies as st
 
 from trio_agents import (
     Agent,
+    AgentSpec,
+    Budget,
     Event,
     InvalidArgumentError,
     ModelOverloaded,
+    ModelRunner,
+    RateLimiter,
     RetryPolicy,
+    SharedInfra,
     ToolResultMessage,
+    UsageLimits,
     dump,
     load,
     tool,
@@ -402,3 +408,29 @@ def test_pipeline_values_round_trip(outputs: list[StepOutput], output: str) -> N
     assert load(dump(result), PipelineResult) == result
     event = StepFinished(time=1.0, agent="a", index=0, ok=False, cancelled=True)
     assert load(dump(event), Event) == event
+
+
+# --------------------------------------------------------------------------- tree-wide limits
+
+
+async def test_steps_from_specs_share_the_tree_budget_and_rate_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner = ModelRunner(FunctionModel(lambda request: text("done", delay=1.0)))
+    infra = SharedInfra(
+        budget=Budget(UsageLimits(requests=3)),
+        rate_limits={"function": RateLimiter(max_concurrent=1)},
+    )
+    branches = [Step.from_spec(AgentSpec(name=f"b{i}"), runner, infra=infra) for i in range(3)]
+    out = await run_parallel(branches, "go")
+    assert [o.step for o in out.outputs] == ["b0", "b1", "b2"]
+    assert trio.current_time() == 3.0  # one model call at a time, tree-wide
+    with pytest.raises(StepFailed, match="BudgetExhausted"):  # the fourth request is refused
+        await run_parallel(branches[:1], "again")
+
+
+def test_step_from_spec_bad_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="spec must be an AgentSpec"):
+        Step.from_spec("x", ModelRunner(ScriptedModel([])))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="runner must be a ModelRunner"):
+        Step.from_spec(AgentSpec(name="a"), "r")  # type: ignore[arg-type]

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
 import trio
 
+from .._agent import AgentSpec
+from .._delegation import ModelRunner
 from .._errors import AgentError, InvalidArgumentError
 from .._events import Event, EventSink
+from .._infra import SharedInfra
 from .._messages import AgentResult, Message, UserMessage
 from .._orchestrator import AgentFactory, _raise_flat
+from .._tools import Tool
 
 __all__ = [
     "Merge",
@@ -34,6 +39,28 @@ class Step:
     """The step's label (in results, events and errors)."""
     factory: AgentFactory = attrs.field()
     """Zero-argument callable returning a new :class:`~trio_agents.Agent`."""
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: AgentSpec,
+        runner: ModelRunner,
+        *,
+        infra: SharedInfra | None = None,
+        tools: Sequence[Tool] = (),
+    ) -> Step:
+        """A step named after ``spec`` whose agents ``runner`` builds, like a delegation's.
+
+        With ``infra``, every agent the step builds draws from ``infra.budget`` (carved by the
+        spec's limits), calls its model through ``infra``'s rate limiter, checks its tool
+        calls with ``infra.policies`` and logs to ``infra.log``: the tree-wide budget and rate
+        limits hold across all the branches of a pattern.
+        """
+        if not isinstance(spec, AgentSpec):
+            raise InvalidArgumentError(f"spec must be an AgentSpec, got {type(spec).__name__}")
+        if not isinstance(runner, ModelRunner):
+            raise InvalidArgumentError(f"runner must be a ModelRunner, got {type(runner).__name__}")
+        return cls(spec.name, functools.partial(runner.build, spec, tools=tools, infra=infra))
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute[Any], value: object) -> None:
