@@ -28,6 +28,8 @@ FLAKY = "lead/research-b/worker-b1"
 
 
 TEAM = ["editor", "researcher", "analyst", "writer"]
+# Scenario 4's agents but billing, which only a triage that transfers reaches.
+PATTERN_AGENTS = ["triage", "careful", "quick"]
 
 
 def section(out: str, number: int) -> str:
@@ -214,7 +216,9 @@ async def test_models_are_injectable() -> None:
     assert f"{FLAKY} answered after a restart" in text
     # one model per incarnation: the flaky worker's model was built twice
     assert built.count("worker-b1") == 2
-    assert sorted(set(built)) == sorted(["assistant", *(p.split("/")[-1] for p in AGENTS), *TEAM])
+    assert sorted(set(built)) == sorted(
+        ["assistant", *(p.split("/")[-1] for p in AGENTS), *TEAM, *PATTERN_AGENTS]
+    )
     # Scenario 3 runs on any models: this lead answers at once, so nothing is delegated,
     # and the scenario says so instead of failing.
     delegation = section(text, 3)

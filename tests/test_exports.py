@@ -23,6 +23,7 @@ import trio_agents.live
 import trio_agents.mcp
 import trio_agents.models
 import trio_agents.otel
+import trio_agents.patterns
 import trio_agents.testing
 import trio_agents.testing.strategies
 
@@ -40,6 +41,7 @@ PUBLIC_MODULES = [
     trio_agents.live,
     trio_agents.testing,
     trio_agents.testing.strategies,
+    trio_agents.patterns,
 ]
 
 # ``.. autoclass:: Name``, ``.. py:type:: Name``, ``.. currentmodule:: trio_agents`` ...

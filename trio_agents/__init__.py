@@ -62,6 +62,8 @@ from ._events import (
 from ._infra import (
     EventLog,
     KindFilter,
+    Mailbox,
+    MailboxStatistics,
     PolicyCheck,
     PolicyDenied,
     PolicyEngine,
@@ -267,6 +269,8 @@ __all__ = [
     # infrastructure (_infra)
     "EventLog",
     "KindFilter",
+    "Mailbox",
+    "MailboxStatistics",
     "PolicyCheck",
     "PolicyDenied",
     "PolicyEngine",

@@ -20,6 +20,7 @@ Rules (the narrative version is in ``docs/agents.rst``):
 
 from __future__ import annotations
 
+import contextvars
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, overload
@@ -38,6 +39,7 @@ from ._errors import (
     NoMessagesError,
     OutputValidationError,
     RunTimeout,
+    UsageError,
 )
 from ._events import (
     EventSink,
@@ -67,6 +69,7 @@ from ._messages import (
     ToolCallBlock,
     ToolResultBlock,
     ToolResultMessage,
+    TransferSignal,
     Usage,
     UserMessage,
 )
@@ -82,6 +85,17 @@ from ._models import (
 from ._output import OutputInvalid, OutputSpec, output_spec
 from ._tools import Tool, ToolExecutor, ToolPolicy, Toolset, execute_tool_calls
 from .models._prices import PriceTable, cost_for
+
+# The agent whose run is in progress in this task (tools run in child tasks, which inherit
+# it): how a tool such as ``transfer_to_agent`` reaches the agent that called it.
+_CURRENT_AGENT: contextvars.ContextVar[Agent | None] = contextvars.ContextVar(
+    "trio_agents_current_agent", default=None
+)
+
+
+def current_agent() -> Agent | None:
+    """The :class:`Agent` whose run is in progress in this task (and its tools), if any."""
+    return _CURRENT_AGENT.get()
 
 
 def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -275,6 +289,7 @@ class Agent(Generic[OutputT]):
         "_running",
         "_runs",
         "_tool_definitions",
+        "_transfers",
         "_usage",
         "_use_genai_prices",
         "_waiting",
@@ -493,6 +508,8 @@ class Agent(Generic[OutputT]):
         self._abort_reason: str | None = None
         self._last_result: AgentResult | None = None
         self._waiting: AgentResult[Any] | None = None
+        # Transfers requested in the current turn, by tool call id (see request_transfer).
+        self._transfers: dict[str, TransferSignal] = {}
 
     @classmethod
     def from_spec(
@@ -558,6 +575,35 @@ class Agent(Generic[OutputT]):
         if self._abort_scope is not None:
             self._abort_reason = reason
             self._abort_scope.cancel(reason=reason)
+
+    def request_transfer(self, signal: TransferSignal, *, call_id: str = "") -> None:
+        """End the current run with :attr:`StopReason.TRANSFER` once this turn's tools are done.
+
+        The run's result then carries ``signal`` in :attr:`AgentResult.transfer`, with
+        :attr:`~TransferSignal.source` and :attr:`~TransferSignal.messages` (the whole
+        conversation) filled in. A tool passes its own ``call_id`` (``ctx.call.id``): when
+        several calls of one turn ask for a transfer, the one that comes first in the model's
+        response counts, whichever finished first (a request without a call id comes after
+        them; between those, the first made counts). A run that is cancelled or fails in the
+        same turn ends as it would have without the request: cancellation wins.
+
+        :raises UsageError: no run is in progress.
+        """
+        if not isinstance(signal, TransferSignal):
+            raise InvalidArgumentError(
+                f"request_transfer takes a TransferSignal, got {type(signal).__name__}"
+            )
+        if not self._running:
+            raise UsageError(f"agent {self.name!r} is not running; a transfer ends a run")
+        self._transfers.setdefault(call_id, signal)
+
+    def _chosen_transfer(self, calls: Sequence[ToolCallBlock]) -> TransferSignal | None:
+        if not self._transfers:
+            return None
+        for call in calls:
+            if call.id in self._transfers:
+                return self._transfers[call.id]
+        return next(iter(self._transfers.values()))
 
     def clear_history(self) -> None:
         """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
@@ -706,6 +752,9 @@ class Agent(Generic[OutputT]):
         output: Any = None
         spec = self._output
         output_retries = 0
+        self._transfers = {}
+        transfer: TransferSignal | None = None
+        agent_token = _CURRENT_AGENT.set(self)
 
         def snapshot(reason: StopReason, err: BaseException | None) -> AgentResult[OutputT]:
             return AgentResult(
@@ -714,6 +763,9 @@ class Agent(Generic[OutputT]):
                 held_results=held,
                 messages=self._history[first_index:],
                 stop_reason=reason,
+                transfer=attrs.evolve(transfer, source=self.name, messages=tuple(self._history))
+                if reason is StopReason.TRANSFER and transfer is not None
+                else None,
                 usage=run_usage,
                 cost=run_cost,
                 error=err.info() if isinstance(err, AgentError) else _foreign_info(err),
@@ -820,6 +872,10 @@ class Agent(Generic[OutputT]):
                         self._history.append(UserMessage.text(_retry_prompt(spec, problem)))
                     if sink is not None:
                         sink(TurnFinished(time=trio.current_time(), agent=self.path, turn=turn))
+                    transfer = self._chosen_transfer(calls)  # asked by this turn's tools
+                    if transfer is not None:
+                        stop_reason = StopReason.TRANSFER
+                        break
         except AgentError as exc:
             error = exc
             stop_reason = StopReason.ERROR
@@ -839,6 +895,7 @@ class Agent(Generic[OutputT]):
             reraise_cancelled(group)
             raise
         finally:
+            _CURRENT_AGENT.reset(agent_token)
             self._abort_scope = None
             self._running = False
             if abort_scope.cancelled_caught:

@@ -83,7 +83,8 @@ from ._orchestrator import (
 from ._policy import PolicyDenied
 from ._ratelimit import RateLimiter
 from ._supervision import Backoff, DefaultSupervisor
-from ._tools import tool
+from ._tools import Tool, tool
+from .patterns import Handoff, Merge, Step, StepFinished, run_parallel, transfer_to_agent
 from .testing._models import FunctionModel, ScriptedModel, ScriptStep, text, tool_call
 
 ModelFactory = Callable[[str], Model]
@@ -950,6 +951,63 @@ async def delegation_scenario(ctx: DemoContext) -> None:
     )
 
 
+# --------------------------------------------------------------------- scenario 4: patterns
+
+_PATTERN_SCRIPTS: dict[str, Callable[[], Model]] = {
+    "triage": lambda: ScriptedModel(
+        [
+            tool_call(
+                "transfer_to_agent",
+                {
+                    "target": "billing",
+                    "reason": "a payment question",
+                    "summary": "charged twice for order 7",
+                },
+            )
+        ]
+    ),
+    "billing": lambda: ScriptedModel(["The duplicate charge for order 7 is refunded."]),
+    "careful": lambda: ScriptedModel([text("Refunds take 3-5 business days.", delay=0.5)]),
+    "quick": lambda: ScriptedModel([text("Refunds arrive within a week.", delay=0.05)]),
+}
+
+
+async def patterns_scenario(ctx: DemoContext) -> None:
+    """A handoff between two agents, then two agents racing: the first answer wins."""
+    ctx.say("== 4. Coordination patterns: a handoff and a race ==")
+
+    def member(name: str, *tools: Tool) -> Callable[[], Agent]:
+        return lambda: Agent(ctx.model(name), name=name, tools=tools, rng=ctx.rng)
+
+    handoff = Handoff({"triage": member("triage", transfer_to_agent), "billing": member("billing")})
+    question = "I was charged twice for order 7."
+    ctx.detail(f"user: {question}")
+    outcome = await handoff.run("triage", question)
+    first = outcome.results[0].transfer
+    if first is not None:
+        ctx.detail(f"  triage -> billing ({first.reason}: {first.message})")
+    ctx.say(f"handoff: {' -> '.join(outcome.chain)}; answer: {outcome.output}")
+
+    start = trio.current_time()
+    lost: list[str] = []
+
+    def show(event: Event) -> None:
+        if isinstance(event, StepFinished) and event.cancelled:
+            lost.append(event.agent)
+
+    race = await run_parallel(
+        [Step("careful", member("careful")), Step("quick", member("quick"))],
+        "When does my refund arrive?",
+        merge=Merge.FIRST,
+        event_sink=show,
+    )
+    ctx.say(
+        f"race: {race.outputs[0].step} answered first at t={trio.current_time() - start:.2f} s: "
+        f"{race.output}"
+    )
+    ctx.say(f"cancelled: {', '.join(lost)}")
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -957,12 +1015,14 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("tools", tools_scenario),
     ("supervision", supervision_scenario),
     ("delegation", delegation_scenario),
+    ("patterns", patterns_scenario),
 ]
 """The scenarios :func:`run_demo` runs, in order: (name, scenario)."""
 
 _SCRIPTED: dict[str, Callable[[], Model]] = {"assistant": _tools_script}
 _SCRIPTED.update({name: functools.partial(_answering, name) for name in _TREE})
 _SCRIPTED.update({name: functools.partial(_team_member, name) for name in _TEAM_SCRIPTS})
+_SCRIPTED.update(_PATTERN_SCRIPTS)
 
 
 def scripted_models() -> ModelFactory:

@@ -8,10 +8,11 @@ One :class:`SharedInfra` is shared by every agent of a tree:
 * :attr:`~SharedInfra.policies` — a :class:`PolicyEngine`, the agents' tool policy;
 * :attr:`~SharedInfra.budget` — an optional tree-wide :class:`~trio_agents.Budget`;
 * :attr:`~SharedInfra.rate_limits` — a :class:`RateLimiter` per model id, applied by
-  :meth:`SharedInfra.model_for`.
+  :meth:`SharedInfra.model_for`;
+* :attr:`~SharedInfra.mailbox` — a :class:`Mailbox` (named bounded channels between agents).
 
 The services live in their own modules (``_state``, ``_eventlog``, ``_policy``,
-``_ratelimit``); this module re-exports them.
+``_ratelimit``, ``_mailbox``); this module re-exports them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import attrs
 from ._errors import InvalidArgumentError
 from ._eventlog import EventLog, KindFilter, Span, Subscription
 from ._limits import Budget
+from ._mailbox import Mailbox, MailboxStatistics
 from ._models import Model, check_model
 from ._policy import PolicyCheck, PolicyDenied, PolicyEngine
 from ._ratelimit import RateLimitedModel, RateLimiter, RateLimiterStatistics
@@ -31,6 +33,8 @@ from ._state import StateStore, StateTransition
 __all__ = [
     "EventLog",
     "KindFilter",
+    "Mailbox",
+    "MailboxStatistics",
     "PolicyCheck",
     "PolicyDenied",
     "PolicyEngine",
@@ -103,6 +107,9 @@ class SharedInfra:
     """The tree-wide usage budget, if any."""
     rate_limits: dict[str, RateLimiter] = attrs.field(factory=dict, validator=_check_rate_limits)
     """Rate limiters by model id (may be empty)."""
+    mailbox: Mailbox = attrs.field(factory=Mailbox, validator=_instance_of(Mailbox, "a Mailbox"))
+    """Named bounded channels between the tree's agents; give it to
+    :class:`~trio_agents.AgentOrchestrator` as ``mailbox=`` to open one per agent."""
 
     def model_for(self, model: Model) -> Model:
         """``model`` behind the limiter registered for its :attr:`~Model.model_id`, if any.

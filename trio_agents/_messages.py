@@ -298,7 +298,13 @@ class TransferSignal:
     target: str
     """Name of the agent to transfer to."""
     message: str = ""
-    """What to tell the target."""
+    """What to tell the target (the transferring agent's summary, if it gave one)."""
+    reason: str = ""
+    """Why the agent transferred."""
+    source: str = ""
+    """Name of the agent that transferred (set by the agent when its run ends)."""
+    messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
+    """The transferring agent's whole conversation when its run ended (set by the agent)."""
 
 
 # The default (Any) keeps a bare ``AgentResult`` or ``Agent`` annotation valid: a loaded

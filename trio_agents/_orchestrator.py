@@ -46,6 +46,7 @@ from ._errors import (
 )
 from ._events import Event, EventSink
 from ._limits import Budget
+from ._mailbox import Mailbox
 from ._messages import (
     AgentResult,
     AssistantMessage,
@@ -230,6 +231,8 @@ class AgentOrchestrator:
     :param budget: a budget shared by the whole tree: every incarnation (spawn and restart)
         is checked against and charged to its ``agents`` limit, and agents built without a
         budget of their own get it for their model calls.
+    :param mailbox: a :class:`~trio_agents.Mailbox` in which every registered agent gets a
+        mailbox under its name (kept across restarts); leaving :meth:`open` closes it.
     """
 
     def __init__(
@@ -244,7 +247,12 @@ class AgentOrchestrator:
         event_sink: EventSink | None = None,
         rng: random.Random | None = None,
         budget: Budget | None = None,
+        mailbox: Mailbox | None = None,
     ) -> None:
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise InvalidArgumentError(
+                f"mailbox must be a Mailbox or None, got {type(mailbox).__name__}"
+            )
         if supervisor is not None and not isinstance(supervisor, SupervisorPolicy):
             raise InvalidArgumentError(
                 "supervisor must have an on_agent_error(name, error) method returning a "
@@ -264,6 +272,7 @@ class AgentOrchestrator:
         self.event_sink = event_sink
         self.rng = rng if rng is not None else random.Random()
         self.budget = budget
+        self.mailbox = mailbox
         self._entries: dict[str, _Entry] = {}
         self._children: dict[str | None, list[str]] = {None: []}
 
@@ -348,6 +357,8 @@ class AgentOrchestrator:
             if strategy is not None
             else RestartStrategy.ONE_FOR_ONE,
         )
+        if self.mailbox is not None:
+            self.mailbox.open(name)
         self._entries[name] = entry
         self._children[parent].append(name)
         self._children[name] = []
@@ -422,6 +433,8 @@ class AgentOrchestrator:
             _raise_flat(group)
         finally:
             system._finalize_all()
+            if self.mailbox is not None:
+                self.mailbox.close()
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,7 @@ from . import (
     latency,
     mcp_call,
     ray_remote,
+    pipeline,
     request_reply,
     restart,
     spawn,
@@ -27,6 +28,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     event_log.SCENARIO,
     agent_run.SCENARIO,
     mcp_call.SCENARIO,
+    pipeline.SCENARIO,
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 

@@ -246,7 +246,14 @@ def error_infos() -> SearchStrategy[ErrorInfo]:
 
 def transfer_signals() -> SearchStrategy[TransferSignal]:
     """:class:`TransferSignal` values."""
-    return st.builds(TransferSignal, target=identifiers(), message=texts())
+    return st.builds(
+        TransferSignal,
+        target=identifiers(),
+        message=texts(),
+        reason=texts(),
+        source=st.just("") | identifiers(),
+        messages=st.lists(messages(), max_size=2).map(tuple),
+    )
 
 
 # --------------------------------------------------------------------------- messages
