@@ -836,6 +836,22 @@ async def test_remote_agent_resume_refuses_at_once() -> None:
         assert agent.last_result is None
 
 
+async def test_mailbox_send_receive_and_broadcast() -> None:
+    from trio_agents import Mailbox
+
+    mailbox = Mailbox(capacity=1, names=["a", "b"])
+    bare(await cut_off(lambda: mailbox.receive("a")))  # nothing to receive
+    mailbox.send_nowait("a", "first")
+    bare(await cut_off(lambda: mailbox.send("a", "second")))  # full: backpressure
+    bare(await cut_off(lambda: mailbox.broadcast("third")))  # "a" is full
+    # What was cut off was not delivered to "a" (it holds its first message only), and the
+    # mailbox still works.
+    assert mailbox.statistics("a").queued == 1
+    assert mailbox.receive_nowait("a") == "first"
+    mailbox.send_nowait("a", "again")
+    assert await mailbox.receive("a") == "again"
+
+
 async def _ray_running(backend: Any, count: int) -> None:
     from trio_agents.distributed._ray import _wait
 
@@ -852,6 +868,10 @@ MODULES = (
     "trio_agents.models.anthropic",
     "trio_agents.distributed",
     "trio_agents.distributed.ray",
+    "trio_agents.patterns",
+    "trio_agents.mcp",
+    "trio_agents.otel",
+    "trio_agents.live",
 )
 
 # Every async entry point and the case(s) that cut it off. Protocols (Model, ToolExecutor,
@@ -884,6 +904,48 @@ COVERED: dict[str, tuple[str, ...]] = {
         "test_agent_run_with_a_model_that_lets_a_group_out",
         "test_agent_with_a_delegating_executor",
     ),
+    **dict.fromkeys(
+        ("Mailbox.send", "Mailbox.receive", "Mailbox.broadcast"),
+        ("test_mailbox_send_receive_and_broadcast",),
+    ),
+    # Cases that live beside their feature's other tests ("module::test"; each checks the
+    # exact type that leaves the entry point).
+    "run_sequential": (
+        "test_patterns_pipeline::test_outside_cancellation_of_sequential_is_bare",
+        "test_patterns_shapes::test_outside_cancellation_is_bare_and_progress_keeps_partial_results",
+    ),
+    "run_parallel": (
+        "test_patterns_pipeline::test_outside_cancellation_of_parallel_is_bare",
+        "test_patterns_shapes::test_outside_cancellation_is_bare_and_progress_keeps_partial_results",
+    ),
+    **dict.fromkeys(
+        ("Loop.run", "map_reduce", "vote", "review_loop", "debate", "tournament"),
+        (
+            "test_patterns_shapes::"
+            "test_outside_cancellation_is_bare_and_progress_keeps_partial_results",
+        ),
+    ),
+    "Handoff.run": (
+        "test_patterns_handoff::test_outside_cancellation_is_bare_and_keeps_partial_results",
+    ),
+    "open_mcp_toolset": (
+        "test_mcp::test_outside_cancellation_of_open_mcp_toolset_is_a_bare_cancelled",
+    ),
+    "MCPToolset.execute": (
+        "test_mcp::test_cancelling_a_call_reaches_the_server",
+        "test_mcp::test_outside_cancellation_of_open_mcp_toolset_is_a_bare_cancelled",
+    ),
+    **dict.fromkeys(
+        ("MCPToolset.wait_listings", "MCPToolset.wait_running", "MCPToolset.wait_status"),
+        ("test_mcp::test_outside_cancellation_of_the_waits_is_a_bare_cancelled",),
+    ),
+    "serve_mcp_http": (
+        "test_mcp::test_outside_cancellation_of_serve_mcp_http_is_a_bare_cancelled",
+    ),
+    "serve_mcp_stdio": (
+        "test_mcp::test_outside_cancellation_of_serve_mcp_stdio_is_a_bare_cancelled",
+    ),
+    "follow": ("test_live::test_follow_shows_the_same_final_tree_as_a_replay_and_cancels_bare",),
     "Agent.resume": ("test_agent_resume_mid_approved_tool", "test_agent_resume_mid_model_call"),
     # Refuses before its first checkpoint, so there is no work to cut off: the case shows that.
     "RemoteAgent.resume": ("test_remote_agent_resume_refuses_at_once",),
@@ -979,7 +1041,9 @@ def test_every_async_entry_point_has_a_case() -> None:
     assert not stale, f"cases for names that are no longer exported: {stale}"
     for name, tests in COVERED.items():
         for test_name in tests:
-            assert callable(globals().get(test_name)), f"{name}: no test named {test_name}"
+            module_name, _, function = test_name.rpartition("::")
+            where = vars(importlib.import_module(module_name)) if module_name else globals()
+            assert callable(where.get(function)), f"{name}: no test named {test_name}"
 
 
 def test_the_inventory_sees_a_new_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ and over streamable HTTP on 127.0.0.1) and the reference server
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -279,6 +280,51 @@ async def test_outside_cancellation_of_open_mcp_toolset_is_a_bare_cancelled() ->
             raise
     assert [type(exc) for exc in caught] == [trio.Cancelled]
     assert toolset.status == MCPStatus.STOPPED
+
+
+async def test_outside_cancellation_of_the_waits_is_a_bare_cancelled() -> None:
+    async with open_mcp_toolset(STDIO, name="test") as toolset:
+        waits = {
+            "wait_listings": lambda: toolset.wait_listings(toolset.listings + 1),
+            "wait_status": lambda: toolset.wait_status(MCPStatus.STOPPED),
+        }
+        for name, wait in waits.items():
+            caught: list[BaseException] = []
+            with trio.CancelScope() as scope:
+                scope.deadline = trio.current_time() + 0.05
+                try:
+                    await wait()
+                except BaseException as exc:
+                    caught.append(exc)
+                    raise
+            assert [type(exc) for exc in caught] == [trio.Cancelled], name
+        await toolset.wait_running()  # returns at once while connected
+        assert await run(toolset, "echo", text="still here") == "still here"
+    # wait_running on a toolset that is still connecting (made directly: open_mcp_toolset
+    # returns only once it is connected), cut off while it waits.
+    from trio_agents import Backoff, DefaultSupervisor, RestartLimit
+
+    connecting = MCPToolset(
+        STDIO,
+        name="test",
+        prefix="",
+        timeout=None,
+        connect_timeout=1.0,
+        events=None,
+        policy=DefaultSupervisor(),
+        restart_limit=RestartLimit(),
+        backoff=Backoff(),
+        rng=random.Random(0),
+    )
+    caught = []
+    with trio.CancelScope() as scope:
+        scope.deadline = trio.current_time() + 0.05
+        try:
+            await connecting.wait_running()
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+    assert [type(exc) for exc in caught] == [trio.Cancelled]
 
 
 # --------------------------------------------------------------------------- supervision
