@@ -47,11 +47,11 @@ SHORT = ModelSettings(max_tokens=24, temperature=0.0, seed=1)
 
 
 def openai_model(server: LlamaServer, **kwargs: Any) -> OpenAIModel:
-    return OpenAIModel(server.model_name, base_url=server.openai_url, timeout=120, **kwargs)
+    return OpenAIModel(server.model_name, base_url=server.openai_url, read_timeout=120, **kwargs)
 
 
 def anthropic_model(server: LlamaServer, **kwargs: Any) -> AnthropicModel:
-    return AnthropicModel(server.model_name, base_url=server.url, timeout=120, **kwargs)
+    return AnthropicModel(server.model_name, base_url=server.url, read_timeout=120, **kwargs)
 
 
 def both(server: LlamaServer) -> list[Model]:
@@ -129,7 +129,7 @@ async def test_stream_deltas_assemble_into_the_message(llama_server: LlamaServer
 @pytest.mark.parametrize("api", API_IDS)
 async def test_model_id_resolves_to_a_working_model(llama_server: LlamaServer, api: str) -> None:
     url = llama_server.openai_url if api == "openai" else llama_server.url
-    model = resolve_model(f"{api}:smollm2@{url}", timeout=120)
+    model = resolve_model(f"{api}:smollm2@{url}", read_timeout=120)
     check_answer(await model.request(ask("Say hi.")), 24)
 
 
