@@ -4,6 +4,14 @@ Each request is recorded; the reply comes from a queue of :class:`Reply` values 
 handler). A reply is JSON with a status and headers, or a server-sent-event stream sent with
 chunked encoding, which can be cut off (connection closed without the last chunk) or left
 hanging after some events. Connections are kept alive, as a real server's are.
+
+A successful JSON completion (OpenAI's ``chat.completion`` or Anthropic's ``message``)
+answering a request that asked for a stream is sent as the event stream the real API would
+send for it (see :func:`openai_sse_of` and :func:`anthropic_sse_of`), unless the reply says
+``as_json=True``. A :class:`Reply` with ``generate=N`` behaves like an inference server: it
+produces N tokens on the clock, streaming each when asked to stream (and stopping when the
+client has gone), or all of them before answering a non-streamed request (as llama.cpp does:
+it does not watch the connection while it generates).
 """
 
 from __future__ import annotations
@@ -34,6 +42,14 @@ class Reply:
     hang_after: int | None = None
     """Stop after this many SSE events (or before answering, for JSON) and keep the
     connection open until the client goes away."""
+    as_json: bool = False
+    """Answer with the JSON ``body`` even when the request asked for a stream."""
+    pieces: int = 3
+    """Into how many chunks each text and each tool call's arguments are split when a JSON
+    body is sent as a stream."""
+    generate: int | None = None
+    """Generate this many tokens, one per ``tick`` seconds (see the module docstring)."""
+    tick: float = 0.01
 
 
 @attrs.define
@@ -72,6 +88,12 @@ class FakeLLMServer:
         """Set when a client closes a connection while the server hangs on it."""
         self.hanging = trio.Event()
         """Set when the server starts hanging on a reply."""
+        self.generating = trio.Event()
+        """Set when a ``generate`` reply has produced its first token."""
+        self.generations: list[tuple[str, int]] = []
+        """``("completed" | "aborted", tokens generated)`` per ``generate`` reply."""
+        self.generation_ended = trio.Event()
+        """Set when a ``generate`` reply ends, completed or aborted."""
 
     @property
     def url(self) -> str:
@@ -113,6 +135,11 @@ class FakeLLMServer:
                     reply = self.replies.pop(0)
                 else:
                     reply = Reply(500, {"error": {"message": "fake server: no reply queued"}})
+                if reply.generate is not None:
+                    if not await self._generate(stream, request, reply):
+                        return
+                    continue
+                reply = _as_stream(request, reply)
                 if not await self._send(stream, reply):
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -128,6 +155,43 @@ class FakeLLMServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.disconnected.set()
+
+    async def _generate(self, stream: trio.SocketStream, request: Recorded, reply: Reply) -> bool:
+        assert reply.generate is not None
+        anthropic = request.path.endswith("/messages")
+        streamed = bool((request.body or {}).get("stream"))
+        tokens = 0
+        try:
+            if streamed:
+                headers = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+                await stream.send_all(_head(200, "OK", headers))
+                for event in _token_events(anthropic, start=True):
+                    await _send_chunk(stream, event)
+            for _ in range(reply.generate):
+                await trio.sleep(reply.tick)
+                tokens += 1
+                self.generating.set()
+                if streamed:
+                    for event in _token_events(anthropic, token="tok "):
+                        await _send_chunk(stream, event)
+            content = "tok " * tokens
+            if streamed:
+                for event in _token_events(anthropic, finish=tokens):
+                    await _send_chunk(stream, event)
+                await stream.send_all(b"0\r\n\r\n")
+            self.generations.append(("completed", tokens))
+            self.generation_ended.set()
+            if not streamed:
+                body = _generated_body(anthropic, content, tokens)
+                payload = json.dumps(body).encode()
+                headers = {"content-type": "application/json", "content-length": str(len(payload))}
+                await stream.send_all(_head(200, "OK", headers) + payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if not self.generation_ended.is_set():
+                self.generations.append(("aborted", tokens))
+                self.generation_ended.set()
+            return False
+        return True
 
     async def _send(self, stream: trio.SocketStream, reply: Reply) -> bool:
         reason = _REASONS.get(reply.status, "Status")
@@ -159,6 +223,223 @@ class FakeLLMServer:
             return False
         await stream.send_all(b"0\r\n\r\n")
         return True
+
+
+async def _send_chunk(stream: trio.SocketStream, event: str) -> None:
+    data = event.encode()
+    await stream.send_all(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def _token_events(
+    anthropic: bool, *, start: bool = False, token: str | None = None, finish: int | None = None
+) -> list[str]:
+    if anthropic:
+        if start:
+            message = {
+                "id": "msg_gen",
+                "type": "message",
+                "role": "assistant",
+                "model": "fake",
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": 5, "output_tokens": 0},
+            }
+            return sse_events(
+                ("message_start", {"type": "message_start", "message": message}),
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                ),
+            )
+        if token is not None:
+            delta = {"type": "text_delta", "text": token}
+            return sse_events(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                )
+            )
+        return sse_events(
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": finish},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        )
+    base = {"id": "chatcmpl-gen", "object": "chat.completion.chunk", "created": 1, "model": "f"}
+    if start:
+        delta: dict[str, Any] = {"role": "assistant", "content": ""}
+        return sse_data({**base, "choices": [{"index": 0, "delta": delta}]}, done=False)
+    if token is not None:
+        delta = {"content": token}
+        return sse_data({**base, "choices": [{"index": 0, "delta": delta}]}, done=False)
+    usage = {"prompt_tokens": 5, "completion_tokens": finish, "total_tokens": 5 + (finish or 0)}
+    return sse_data(
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": usage},
+    )
+
+
+def _generated_body(anthropic: bool, content: str, tokens: int) -> dict[str, Any]:
+    if anthropic:
+        return {
+            "id": "msg_gen",
+            "type": "message",
+            "role": "assistant",
+            "model": "fake",
+            "content": [{"type": "text", "text": content}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 5, "output_tokens": tokens},
+        }
+    return {
+        "id": "chatcmpl-gen",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "f",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens},
+    }
+
+
+def split_text(text: str, pieces: int) -> list[str]:
+    """``text`` in at most ``pieces`` non-empty consecutive parts (none for ``""``)."""
+    if not text:
+        return []
+    size = -(-len(text) // max(pieces, 1))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def openai_sse_of(completion: dict[str, Any], *, pieces: int = 3, usage: bool = True) -> list[str]:
+    """The event stream OpenAI sends for ``completion``: a role chunk, reasoning, content or
+    refusal and each tool call in ``pieces`` chunks (a call's id and name first, its
+    arguments after), the finish reason, then (``usage``) a usage chunk with no choices."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    base = {key: completion[key] for key in ("id", "created", "model") if key in completion}
+    base["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    for part in split_text(message.get("reasoning_content") or "", pieces):
+        chunks.append(chunk({"reasoning_content": part}))
+    for part in split_text(message.get("content") or "", pieces):
+        chunks.append(chunk({"content": part}))
+    if not message.get("content"):
+        for part in split_text(message.get("refusal") or "", pieces):
+            chunks.append(chunk({"refusal": part}))
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        function = call["function"]
+        head = {"name": function["name"], "arguments": ""}
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": index, "id": call["id"], "type": "function", "function": head}
+                    ]
+                }
+            )
+        )
+        for part in split_text(function["arguments"], pieces):
+            chunks.append(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+            )
+    chunks.append(chunk({}, choice["finish_reason"]))
+    if usage and completion.get("usage") is not None:
+        chunks.append({**base, "choices": [], "usage": completion["usage"]})
+    return sse_data(*chunks)
+
+
+def anthropic_sse_of(message: dict[str, Any], *, pieces: int = 3) -> list[str]:
+    """The event stream the Messages API sends for ``message``: ``message_start`` with the
+    input usage, each block's start, deltas in ``pieces`` and stop, ``message_delta`` with the
+    stop reason and output usage, ``message_stop``."""
+    usage = message.get("usage")
+    start = {**message, "content": [], "stop_reason": None}
+    if usage is not None:
+        start["usage"] = {**usage, "output_tokens": min(usage.get("output_tokens", 0), 1)}
+    pairs: list[tuple[str, Any]] = [("message_start", {"type": "message_start", "message": start})]
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        deltas: list[dict[str, Any]] = []
+        if kind == "text":
+            first: dict[str, Any] = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in split_text(block["text"], pieces)]
+        elif kind == "thinking":
+            first = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [
+                {"type": "thinking_delta", "thinking": p}
+                for p in split_text(block["thinking"], pieces)
+            ]
+            if block.get("signature"):
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif kind == "tool_use":
+            first = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": p}
+                for p in split_text(json.dumps(block["input"]), pieces)
+            ]
+        elif kind == "redacted_thinking":
+            first = dict(block)
+        else:
+            raise ValueError(f"no stream form for a {kind!r} block")
+        pairs.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": first},
+            )
+        )
+        pairs.extend(
+            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        )
+        pairs.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    end: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": message.get("stop_reason"), "stop_sequence": None},
+    }
+    if usage is not None:
+        end["usage"] = {"output_tokens": usage.get("output_tokens", 0)}
+    pairs.append(("message_delta", end))
+    pairs.append(("message_stop", {"type": "message_stop"}))
+    return sse_events(*pairs)
+
+
+def _as_stream(request: Recorded, reply: Reply) -> Reply:
+    """``reply`` as the stream a real API sends, when the request asked for one."""
+    body = request.body if isinstance(request.body, dict) else {}
+    if (
+        not body.get("stream")
+        or reply.as_json
+        or reply.sse is not None
+        or reply.status != 200
+        or not isinstance(reply.body, dict)
+    ):
+        return reply
+    if "choices" in reply.body:
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        sse = openai_sse_of(reply.body, pieces=reply.pieces, usage=usage)
+    elif reply.body.get("type") == "message":
+        sse = anthropic_sse_of(reply.body, pieces=reply.pieces)
+    else:
+        return reply
+    return attrs.evolve(reply, body=None, sse=sse)
 
 
 def _head(status: int, reason: str, headers: dict[str, str]) -> bytes:

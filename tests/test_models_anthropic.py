@@ -10,6 +10,7 @@ import trio
 
 pytest.importorskip("anthropic")
 
+import httpx2
 from fake_llm_server import FakeLLMServer, Reply, open_fake_llm_server, sse_events
 
 from trio_agents import (
@@ -436,10 +437,21 @@ async def test_connection_refused_is_a_network_error() -> None:
     assert info.value.retryable
 
 
-async def test_sdk_timeout_is_a_model_timeout(server: FakeLLMServer) -> None:
+async def test_a_server_that_never_answers_times_out_naming_the_server(
+    server: FakeLLMServer,
+) -> None:
     server.queue(Reply(hang_after=0))
-    with pytest.raises(ModelTimeout):
-        await model_for(server, timeout=0.2).request(REQ)
+    with trio.fail_after(10), pytest.raises(ModelTimeout) as info:
+        await model_for(server, read_timeout=0.2).request(REQ)
+    assert info.value.retryable
+    assert server.url in str(info.value)
+    assert "read_timeout=0.2" in str(info.value)
+
+
+def test_default_timeouts_are_bounded() -> None:
+    timeout = AnthropicModel("c", api_key="k")._make_client().timeout
+    assert isinstance(timeout, httpx2.Timeout)
+    assert (timeout.connect, timeout.read) == (10.0, 120.0)
 
 
 async def test_prompt_too_long_is_context_window_exceeded(server: FakeLLMServer) -> None:

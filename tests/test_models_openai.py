@@ -10,6 +10,7 @@ import trio
 
 pytest.importorskip("openai")
 
+import httpx2
 from fake_llm_server import FakeLLMServer, Reply, open_fake_llm_server, sse_data
 
 from trio_agents import (
@@ -162,7 +163,9 @@ async def test_request_body_carries_the_whole_conversation(server: FakeLLMServer
     assert body["max_tokens"] == 50
     assert "max_completion_tokens" not in body
     assert (body["temperature"], body["seed"], body["top_k"]) == (0.5, 7, 3)
-    assert "stream" not in body
+    # request() streams underneath (so that cancelling reaches the server) and asks for usage.
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
 
 
 def test_openai_itself_gets_max_completion_tokens() -> None:
@@ -184,8 +187,10 @@ def test_bad_arguments_are_rejected() -> None:
         OpenAIModel("")
     with pytest.raises(InvalidArgumentError, match="base_url"):
         OpenAIModel("m", base_url="127.0.0.1:8080")
-    with pytest.raises(InvalidArgumentError, match="timeout"):
-        OpenAIModel("m", timeout=0)
+    with pytest.raises(InvalidArgumentError, match="read_timeout"):
+        OpenAIModel("m", read_timeout=0)
+    with pytest.raises(InvalidArgumentError, match="connect_timeout"):
+        OpenAIModel("m", connect_timeout=-1)
     with pytest.raises(InvalidArgumentError, match="max_tokens_parameter"):
         OpenAIModel("m", max_tokens_parameter="n_predict")  # type: ignore[arg-type]
 
@@ -433,12 +438,40 @@ async def test_connection_refused_is_a_network_error() -> None:
     assert not isinstance(info.value, ModelTimeout)
 
 
-async def test_sdk_timeout_is_a_model_timeout(server: FakeLLMServer) -> None:
+async def test_a_server_that_never_answers_times_out_naming_the_server(
+    server: FakeLLMServer,
+) -> None:
+    # The server accepts the connection and the request, then stays silent. Real sockets and
+    # the real clock: the wait is bounded by the user's 0.2 s read timeout.
     server.queue(Reply(hang_after=0))
-    with pytest.raises(ModelTimeout) as info:
-        await model_for(server, timeout=0.2).request(REQ)
+    with trio.fail_after(10), pytest.raises(ModelTimeout) as info:
+        await model_for(server, read_timeout=0.2).request(REQ)
     assert isinstance(info.value, NetworkError)
     assert info.value.retryable
+    assert f"{server.url}/v1" in str(info.value)
+    assert "read_timeout=0.2" in str(info.value)
+    assert server.hanging.is_set()
+
+
+async def test_a_stream_that_goes_silent_midway_times_out_naming_the_server(
+    server: FakeLLMServer,
+) -> None:
+    server.queue(Reply(sse=sse_data(chunk({"content": "partial"})), hang_after=1))
+    with trio.fail_after(10), pytest.raises(ModelTimeout, match=r"read_timeout=0\.2"):
+        async with model_for(server, read_timeout=0.2).stream(REQ) as events:
+            async for _ in events:
+                pass
+
+
+def test_default_timeouts_are_bounded() -> None:
+    # Not the SDK's 600 s: 10 s to connect, 120 s of silence (see the module docs for why).
+    model = OpenAIModel("m", api_key="k")
+    timeout = model._make_client().timeout
+    assert isinstance(timeout, httpx2.Timeout)
+    assert (timeout.connect, timeout.read) == (10.0, 120.0)
+    custom = OpenAIModel("m", api_key="k", read_timeout=None, connect_timeout=1)._make_client()
+    assert isinstance(custom.timeout, httpx2.Timeout)
+    assert (custom.timeout.connect, custom.timeout.read) == (1.0, None)
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ def test_resolve_model_builds_each_provider() -> None:
     assert isinstance(local, OpenAIModel)
     assert (local.model_name, local.base_url) == ("smollm2", "http://127.0.0.1:9/v1")
     assert local.model_id == "openai:smollm2@http://127.0.0.1:9/v1"
-    overridden = resolve_model("openai:m@http://a/v1", base_url="http://b/v1", timeout=5)
+    overridden = resolve_model("openai:m@http://a/v1", base_url="http://b/v1", read_timeout=5)
     assert overridden.base_url == "http://b/v1"  # type: ignore[attr-defined]
     claude = resolve_model("anthropic:claude-haiku-4-5", api_key="k", cache_control=["system"])
     assert isinstance(claude, AnthropicModel)

@@ -47,11 +47,11 @@ SHORT = ModelSettings(max_tokens=24, temperature=0.0, seed=1)
 
 
 def openai_model(server: LlamaServer, **kwargs: Any) -> OpenAIModel:
-    return OpenAIModel(server.model_name, base_url=server.openai_url, timeout=120, **kwargs)
+    return OpenAIModel(server.model_name, base_url=server.openai_url, read_timeout=120, **kwargs)
 
 
 def anthropic_model(server: LlamaServer, **kwargs: Any) -> AnthropicModel:
-    return AnthropicModel(server.model_name, base_url=server.url, timeout=120, **kwargs)
+    return AnthropicModel(server.model_name, base_url=server.url, read_timeout=120, **kwargs)
 
 
 def both(server: LlamaServer) -> list[Model]:
@@ -129,7 +129,7 @@ async def test_stream_deltas_assemble_into_the_message(llama_server: LlamaServer
 @pytest.mark.parametrize("api", API_IDS)
 async def test_model_id_resolves_to_a_working_model(llama_server: LlamaServer, api: str) -> None:
     url = llama_server.openai_url if api == "openai" else llama_server.url
-    model = resolve_model(f"{api}:smollm2@{url}", timeout=120)
+    model = resolve_model(f"{api}:smollm2@{url}", read_timeout=120)
     check_answer(await model.request(ask("Say hi.")), 24)
 
 
@@ -190,30 +190,47 @@ async def wait_until_slots_idle(server: LlamaServer) -> float:
                 await trio.sleep(0.002)
 
 
+async def cancel_after(model: Model, request: ModelRequest, how: str, seconds: float) -> float:
+    """Start ``request`` (``request()`` or ``stream()``), cancel it after ``seconds``; the
+    moment of the cancel."""
+    with trio.move_on_after(seconds) as scope:
+        if how == "request":
+            await model.request(request)
+        else:
+            async with model.stream(request) as events:
+                async for _ in events:
+                    pass
+    assert scope.cancelled_caught
+    return trio.current_time()
+
+
+LONG_SETTINGS = ModelSettings(max_tokens=2000, temperature=0.0, seed=1)
+UNCANCELLED: dict[str, float] = {}
+
+
+@pytest.mark.parametrize("how", ["request", "stream"])
 @pytest.mark.parametrize("api", API_IDS)
-async def test_cancel_aborts_a_long_generation_within_100ms(
-    llama_server: LlamaServer, api: str
+async def test_cancel_stops_the_server_generating(
+    llama_server: LlamaServer, api: str, how: str
 ) -> None:
+    # The property, not a wall-clock bound: after a cancel at 0.5 s the server's slot goes
+    # idle long before the uncancelled generation would have ended. (On a loaded 2-core
+    # machine "cancel to idle" varies from tens to a few hundred milliseconds; see the
+    # performance page. A non-streamed request kept generating for 20+ s after the cancel.)
     model = {"openai": openai_model, "anthropic": anthropic_model}[api](llama_server)
-    long = ask("Write a very long story about a dragon.", ModelSettings(max_tokens=2000))
+    long = ask("Write a very long story about a dragon.", LONG_SETTINGS)
     async with model:
-        cancelled_at = 0.0
-        with trio.CancelScope() as scope:
-            async with model.stream(long) as events:
-                received = 0
-                async for event in events:
-                    received += isinstance(event, TextDelta)
-                    if received == 3:
-                        cancelled_at = trio.current_time()
-                        scope.cancel(reason="enough")
-        took = trio.current_time() - cancelled_at
-        assert scope.cancelled_caught
-        assert took < 0.1
-        # The server noticed the dropped connection and stopped generating too.
+        if api not in UNCANCELLED:  # measured once per API (about 30 s each on one thread)
+            started = trio.current_time()
+            whole = await model.request(long)
+            UNCANCELLED[api] = trio.current_time() - started
+            assert whole.usage.output_tokens > 100  # long enough for the comparison to matter
+        uncancelled = UNCANCELLED[api]
+        cancelled_at = await cancel_after(model, long, how, 0.5)
         idle = await wait_until_slots_idle(llama_server)
-        TIMINGS[f"cancel to scope exit ({api})"] = took
-        TIMINGS[f"cancel to server slot idle ({api})"] = idle - cancelled_at
-        assert idle - cancelled_at < 0.1
+        TIMINGS[f"uncancelled generation ({api})"] = uncancelled
+        TIMINGS[f"cancel to server slot idle ({api}, {how})"] = idle - cancelled_at
+        assert idle - cancelled_at < (uncancelled - 0.5) / 4
         # The model, its client and the server are all still usable.
         check_answer(await model.request(ask("Say yes.")), 24)
 

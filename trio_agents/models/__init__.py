@@ -159,11 +159,13 @@ def resolve_model(
 
     :param model_id: ``"openai:MODEL"``, ``"anthropic:MODEL"``, or either with ``@URL``
         appended for a compatible server (see :func:`parse_model_id`).
-    :param base_url: the server to talk to; overrides a ``@URL`` in the id.
+    :param base_url: the server to talk to; overrides a ``@URL`` in the id. Without either,
+        the provider reads ``OPENAI_BASE_URL`` or ``ANTHROPIC_BASE_URL`` and treats it the
+        same way.
     :param api_key: the key; by default the provider's environment variable
         (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``).
     :param kwargs: passed on to :class:`~trio_agents.models.openai.OpenAIModel` or
-        :class:`~trio_agents.models.anthropic.AnthropicModel` (``timeout``, ...).
+        :class:`~trio_agents.models.anthropic.AnthropicModel` (``read_timeout``, ...).
     :raises InvalidArgumentError: a malformed id or an unknown provider.
     :raises ImportError: the provider's extra is not installed (the message names it).
     """

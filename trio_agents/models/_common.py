@@ -8,8 +8,9 @@ Error rules (both providers; the SDK's own retries are always off):
   :class:`~trio_agents.BadRequestError`.
 * 500 and every other 5xx, 503, 529 → :class:`~trio_agents.ModelOverloaded` (retryable), with
   ``retry_after`` when the server sent one.
-* a connection error → :class:`~trio_agents.NetworkError`; the SDK's timeout →
-  :class:`~trio_agents.ModelTimeout` (a ``NetworkError``); both retryable.
+* a connection error → :class:`~trio_agents.NetworkError`; a connect or read timeout →
+  :class:`~trio_agents.ModelTimeout` (a ``NetworkError``) naming the server and the timeout
+  that fired; both retryable.
 * a 4xx whose error says the prompt does not fit → :class:`~trio_agents.ContextWindowExceeded`.
 * a 4xx whose error says a content filter fired → :class:`~trio_agents.ContentFiltered`.
 * 401, 403 → :class:`~trio_agents.AuthenticationError`; any other 4xx →
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -37,10 +40,102 @@ from .._errors import (
     ModelError,
     ModelOverloaded,
     ModelThrottled,
+    ModelTimeout,
     UsageError,
 )
+from .._messages import AssistantMessage, TextBlock, ThinkingBlock, ToolCallBlock
+from .._models import StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 
 ClientT = TypeVar("ClientT")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection: a reachable server accepts in milliseconds; ten seconds
+leaves room for DNS, TLS and a slow network without hiding a dead host for long."""
+
+DEFAULT_READ_TIMEOUT = 120.0
+"""Seconds the server may stay silent (between two reads of the response). Responses are
+streamed, so this bounds the wait for the first token (prompt processing: long prompts on a
+CPU server, hidden reasoning) and every gap after it, not the whole response. Two minutes
+covers prompt processing of a long prompt on a small CPU server; a model that thinks longer
+before its first token needs a larger ``read_timeout``."""
+
+_TIMEOUT_KINDS = {
+    # httpx's timeout classes, by name (this module does not import the SDKs' httpx).
+    "ConnectTimeout": ("could not connect to", "connect_timeout"),
+    "PoolTimeout": ("waited for a free connection to", "read_timeout"),
+    "WriteTimeout": ("could not send the request to", "read_timeout"),
+    "ReadTimeout": ("got no answer from", "read_timeout"),
+}
+
+
+def base_url_from(base_url: str | None, env_var: str) -> str | None:
+    """``base_url``, else the environment variable ``env_var`` (unset or empty: ``None``).
+
+    A URL from the environment is treated exactly like one passed explicitly, and is
+    validated the same way, naming the variable when it is bad.
+    """
+    source = "base_url"
+    if base_url is None:
+        base_url = os.environ.get(env_var) or None
+        source = env_var
+        if base_url is None:
+            return None
+    if not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        raise InvalidArgumentError(
+            f"{source} must be an http:// or https:// URL or None, got {base_url!r}"
+        )
+    return base_url
+
+
+def deltas_of(message: AssistantMessage) -> list[StreamEvent]:
+    """The deltas a stream would have sent for ``message``, one per block (used when a
+    server answers a stream request with one JSON body)."""
+    events: list[StreamEvent] = []
+    position = 0
+    for block in message.content:
+        if isinstance(block, ThinkingBlock):
+            events.append(ThinkingDelta(block.thinking))
+        elif isinstance(block, TextBlock):
+            events.append(TextDelta(block.text))
+        elif isinstance(block, ToolCallBlock):
+            arguments = (
+                block.raw_arguments
+                if block.raw_arguments is not None
+                else json.dumps(block.arguments)
+            )
+            events.append(
+                ToolCallDelta(index=position, id=block.id, name=block.name, arguments=arguments)
+            )
+            position += 1
+    return events
+
+
+def timeout_error(
+    exc: BaseException,
+    *,
+    model_id: str,
+    server: str,
+    timeouts: Mapping[str, float | None],
+) -> ModelTimeout:
+    """A :class:`~trio_agents.ModelTimeout` for the SDK's or httpx's timeout ``exc``.
+
+    It names the model, the server and the timeout that fired (``connect_timeout`` or
+    ``read_timeout``) with its value, so a hung server is told apart from a slow network.
+    """
+    cause: BaseException | None = exc
+    what, argument = "got no answer from", "read_timeout"
+    while cause is not None:
+        kind = _TIMEOUT_KINDS.get(type(cause).__name__)
+        if kind is not None:
+            what, argument = kind
+            break
+        cause = cause.__cause__ or cause.__context__
+    seconds = timeouts.get(argument)
+    return ModelTimeout(
+        f"{model_id}: {what} {server} within {argument}={seconds} s; the error is retryable; "
+        f"pass a larger {argument}= if the server is just slow"
+    )
+
 
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
@@ -194,11 +289,14 @@ class SSEReader:
     partial event at the end of the body is dropped, as the SSE specification says.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], json_body: object = None) -> None:
         self._chunks = chunks
         self._buffer = b""
-        self._eof = False
+        self._eof = json_body is not None
         self._events: list[tuple[str, str]] = []
+        self.json_body = json_body
+        """The decoded body when the server answered with JSON instead of an event stream
+        (some proxies ignore ``stream: true``); the reader then yields no events."""
 
     @property
     def exhausted(self) -> bool:
@@ -260,30 +358,71 @@ async def open_sse(
     stream leaves them for the garbage collector, and trio warns); this reads the HTTP body
     through httpx's ``aiter_bytes``, which closes its chain properly, and closes it
     explicitly. Cleanup is shielded (bounded to 5 s) so it also runs on cancellation.
+
+    A server that answers with a JSON body instead of an event stream gets its body read
+    whole and exposed as :attr:`SSEReader.json_body`.
     """
     try:
         response = await response_cm.__aenter__()
     except errors as exc:
         raise map_error(exc) from exc
-    chunks = response.http_response.aiter_bytes()
+    http_response = response.http_response
+    if "json" in http_response.headers.get("content-type", ""):
+        async with _exiting(response_cm):
+            try:
+                body = await http_response.aread()
+            except errors as exc:
+                raise map_error(exc) from exc
+            try:
+                decoded = json.loads(body)
+            except ValueError as exc:
+                raise ModelError(f"undecodable JSON response: {body[:200]!r}") from exc
+            yield SSEReader(_no_chunks(), decoded)
+        return
+    chunks = http_response.aiter_bytes()
     reader = SSEReader(chunks)
     try:
         yield reader
     finally:
+        await _close_sse(response_cm, http_response, chunks, exhausted=reader.exhausted)
+
+
+@asynccontextmanager
+async def _exiting(response_cm: Any) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            try:
-                if not reader.exhausted:
-                    # httpx iterates the pool's byte stream without aclosing: closing only
-                    # the outer generators would leave the inner one to the garbage
-                    # collector. Close the response first, then pull until the closed
-                    # connection ends every generator of the chain.
-                    await response.http_response.aclose()
-                    with contextlib.suppress(Exception):
-                        for _ in range(10_000):
-                            await chunks.__anext__()
-                await chunks.aclose()
-            finally:
-                await response_cm.__aexit__(None, None, None)
+            await response_cm.__aexit__(None, None, None)
+
+
+class _NoChunks:
+    def __aiter__(self) -> _NoChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+def _no_chunks() -> AsyncIterator[bytes]:
+    return _NoChunks()
+
+
+async def _close_sse(response_cm: Any, http_response: Any, chunks: Any, *, exhausted: bool) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(5):
+        try:
+            if not exhausted:
+                # httpx iterates the pool's byte stream without aclosing: closing only
+                # the outer generators would leave the inner one to the garbage
+                # collector. Close the response first, then pull until the closed
+                # connection ends every generator of the chain.
+                await http_response.aclose()
+                with contextlib.suppress(Exception):
+                    for _ in range(10_000):
+                        await chunks.__anext__()
+            await chunks.aclose()
+        finally:
+            await response_cm.__aexit__(None, None, None)
 
 
 def check_timeout(value: float | None, argument: str) -> float | None:

@@ -5,8 +5,14 @@ Install with ``pip install 'trio-agents[anthropic]'``. The SDK's async client ru
 
 Rules (besides the error rules of :mod:`trio_agents.models`):
 
-* The SDK client's lifecycle, retries (off) and cancellation are as for
-  :class:`~trio_agents.models.openai.OpenAIModel`.
+* The SDK client's lifecycle, retries (off), cancellation, timeouts and the JSON-instead-of-
+  stream fallback are as for :class:`~trio_agents.models.openai.OpenAIModel`: every request
+  is streamed underneath so that cancelling it stops the server generating, and
+  :meth:`AnthropicModel.request` assembles the same message the non-streamed response would
+  give. ``ANTHROPIC_BASE_URL`` in the environment counts as a ``base_url`` passed explicitly.
+* Usage in a stream comes from ``message_start`` (input and cache counts) and
+  ``message_delta`` (the final output count, and any input counts it repeats). A server that
+  sends none gives ``Usage(requests=1)`` with zero token counts: unknown, not zero.
 * Messages: system messages (and ``ModelRequest.system``) go to ``system``; text and images to
   ``text``/``image`` blocks; the model's thinking, text and tool calls to ``thinking``,
   ``text`` and ``tool_use`` blocks, in order (thinking with its signature, which the API
@@ -32,7 +38,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -77,12 +83,17 @@ from .._models import (
 )
 from . import check_model_requests_allowed
 from ._common import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
     ClientOwner,
     SSEReader,
+    base_url_from,
     check_timeout,
     classify_status,
+    deltas_of,
     error_fields,
     open_sse,
+    timeout_error,
 )
 
 __all__ = ["AnthropicModel"]
@@ -90,6 +101,7 @@ __all__ = ["AnthropicModel"]
 _SDK_ERRORS = (anthropic.AnthropicError, httpx2.HTTPError)
 
 _PLACEHOLDER_KEY = "no-key-needed"
+_ANTHROPIC_URL = "https://api.anthropic.com"
 _CACHE_POINTS = frozenset({"system", "tools", "messages"})
 _EPHEMERAL = {"type": "ephemeral"}
 
@@ -107,12 +119,13 @@ class AnthropicModel:
     """A model of the Anthropic Messages API (or a server that speaks it, e.g. llama.cpp).
 
     :param model_name: the model, e.g. ``"claude-haiku-4-5"``.
-    :param base_url: the server (without ``/v1``); default Anthropic's (or
-        ``ANTHROPIC_BASE_URL``).
-    :param api_key: the key; default ``ANTHROPIC_API_KEY``. A server given by ``base_url`` may
-        go without one.
-    :param timeout: seconds for the whole HTTP request (``None``: no limit).
-    :param connect_timeout: seconds to establish a connection.
+    :param base_url: the server (without ``/v1``); default ``ANTHROPIC_BASE_URL`` if set
+        (treated exactly like a ``base_url`` argument), else Anthropic's.
+    :param api_key: the key; default ``ANTHROPIC_API_KEY``. A server given by ``base_url`` (or
+        ``ANTHROPIC_BASE_URL``) may go without one.
+    :param read_timeout: seconds the server may stay silent, before its first event or between
+        two events (``None``: no limit); default 120.
+    :param connect_timeout: seconds to establish a connection (``None``: no limit); default 10.
     :param max_tokens: output limit of requests whose settings give none.
     :param cache_control: where to put prompt-cache breakpoints: any of ``"system"``,
         ``"tools"``, ``"messages"``.
@@ -127,20 +140,15 @@ class AnthropicModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float | None = 600.0,
-        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         max_tokens: int = 4096,
         cache_control: Collection[str] = (),
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise InvalidArgumentError(f"model_name must be a non-empty str, got {model_name!r}")
-        if base_url is not None and not (
-            isinstance(base_url, str) and base_url.startswith(("http://", "https://"))
-        ):
-            raise InvalidArgumentError(
-                f"base_url must be an http:// or https:// URL or None, got {base_url!r}"
-            )
+        base_url = base_url_from(base_url, "ANTHROPIC_BASE_URL")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InvalidArgumentError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
         points = {cache_control} if isinstance(cache_control, str) else set(cache_control)
@@ -155,8 +163,10 @@ class AnthropicModel:
         if key is None and base_url is not None:
             key = _PLACEHOLDER_KEY
         self._api_key = key
-        self._timeout = check_timeout(timeout, "timeout")
-        self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+        self._timeouts = {
+            "read_timeout": check_timeout(read_timeout, "read_timeout"),
+            "connect_timeout": check_timeout(connect_timeout, "connect_timeout"),
+        }
         self._max_tokens = max_tokens
         self._cache = frozenset(points)
         self._default_headers = dict(default_headers or {})
@@ -170,8 +180,10 @@ class AnthropicModel:
     def _make_client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
             api_key=self._api_key,
-            base_url=self._base_url,
-            timeout=anthropic.Timeout(self._timeout, connect=self._connect_timeout),
+            base_url=self._base_url or _ANTHROPIC_URL,
+            timeout=anthropic.Timeout(
+                self._timeouts["read_timeout"], connect=self._timeouts["connect_timeout"]
+            ),
             max_retries=0,
             default_headers=self._default_headers or None,
         )
@@ -197,18 +209,30 @@ class AnthropicModel:
 
     @property
     def base_url(self) -> str | None:
-        """The server given at construction, if any."""
+        """The server given at construction or by ``ANTHROPIC_BASE_URL``, if any."""
         return self._base_url
 
     async def request(self, request: ModelRequest) -> AssistantMessage:
-        """Send one Messages request and return the response."""
-        params = self._prepare(request)
-        async with self._clients.client() as client:
-            try:
-                response = await client.messages.create(**params)
-            except _SDK_ERRORS as exc:
-                raise map_anthropic_error(exc) from exc
-        return self._parse_message(response)
+        """Send one Messages request and return the response.
+
+        The response is streamed underneath (so cancelling reaches the server) and assembled
+        into the message a non-streamed request would return.
+        """
+        async with self._stream(request) as events:
+            async for event in events:
+                if isinstance(event, StreamDone):
+                    return event.message
+        raise ModelError(f"{self._id}: the stream ended without a message")  # pragma: no cover
+
+    def _map_error(self, exc: BaseException) -> ModelError:
+        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+            return timeout_error(
+                exc,
+                model_id=self._id,
+                server=self._base_url or _ANTHROPIC_URL,
+                timeouts=self._timeouts,
+            )
+        return map_anthropic_error(exc)
 
     def stream(
         self, request: ModelRequest
@@ -224,11 +248,11 @@ class AnthropicModel:
             self._clients.client() as client,
             open_sse(
                 client.messages.with_streaming_response.create(**params),
-                map_anthropic_error,
+                self._map_error,
                 _SDK_ERRORS,
             ) as events,
         ):
-            yield _EventStream(events, self._id)
+            yield _EventStream(events, self._id, self._map_error, self._parse_json)
 
     # ------------------------------------------------------------------ building
 
@@ -286,12 +310,18 @@ class AnthropicModel:
 
     # ------------------------------------------------------------------ parsing
 
+    def _parse_json(self, body: object) -> AssistantMessage:
+        if not isinstance(body, dict):
+            raise ModelError(f"{self._id}: unexpected JSON response {str(body)[:200]!r}")
+        return self._parse_message(anthropic.types.Message.model_construct(**body))
+
     def _parse_message(self, response: Any) -> AssistantMessage:
         content: list[AssistantContent] = []
         for block in getattr(response, "content", None) or ():
             kind = getattr(block, "type", None)
             if kind == "text":
-                content.append(TextBlock(block.text))
+                if block.text:  # as in a stream, an empty text block carries nothing
+                    content.append(TextBlock(block.text))
             elif kind == "thinking":
                 content.append(ThinkingBlock(block.thinking, getattr(block, "signature", None)))
             elif kind == "tool_use":
@@ -454,9 +484,17 @@ class _EventStream:
     """Turns the SSE events into :data:`StreamEvent` values (not an async generator, so an
     unfinished stream leaves nothing to finalise)."""
 
-    def __init__(self, events: SSEReader, model_id: str) -> None:
+    def __init__(
+        self,
+        events: SSEReader,
+        model_id: str,
+        map_error: Callable[[BaseException], ModelError],
+        parse_json: Callable[[object], AssistantMessage],
+    ) -> None:
         self._events = events
         self._model_id = model_id
+        self._map_error = map_error
+        self._parse_json = parse_json
         self._pending: collections.deque[StreamEvent] = collections.deque()
         self._done = False
         self._stopped = False
@@ -476,11 +514,16 @@ class _EventStream:
                 name, data = await self._events.__anext__()
             except StopAsyncIteration:
                 self._done = True
-                self._pending.append(StreamDone(self._finish_message()))
+                if self._events.json_body is not None:
+                    whole = self._parse_json(self._events.json_body)
+                    self._pending.extend(deltas_of(whole))
+                else:
+                    whole = self._finish_message()
+                self._pending.append(StreamDone(whole))
                 break
             except _SDK_ERRORS as exc:
                 self._done = True
-                raise map_anthropic_error(exc) from exc
+                raise self._map_error(exc) from exc
             if name == "ping" or not data:
                 continue
             try:

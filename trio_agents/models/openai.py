@@ -9,8 +9,21 @@ Rules (besides the error rules of :mod:`trio_agents.models`):
   model is used as ``async with model:``, else once around each request. The SDK's retries
   are off (``max_retries=0``): the agent's :class:`~trio_agents.RetryPolicy` and the tree's
   :class:`~trio_agents.RateLimiter` are the only retry and rate control.
-* Cancelling the calling scope aborts the HTTP request at once (the connection is dropped);
-  the model stays usable.
+* Every request is streamed underneath: :meth:`OpenAIModel.request` reads the event stream
+  and assembles the same message (content, tool calls, usage, stop reason) the non-streamed
+  response would give. Cancelling the calling scope closes the connection at once, and
+  because the server is writing a stream it notices the closed connection and stops
+  generating (a server answering a non-streamed request keeps generating, and billing,
+  until it is done). The model stays usable. A server that ignores ``stream: true`` and
+  answers with one JSON body is understood too.
+* Usage is requested in the stream (``stream_options={"include_usage": true}``). A server
+  that sends no usage in its stream gives ``Usage(requests=1)`` with zero token counts: the
+  counts are unknown, not zero, and token budgets cannot see them.
+* Timeouts: ``connect_timeout`` (default 10 s) to open a connection and ``read_timeout``
+  (default 120 s) for the server to send anything, the first token included; a server that
+  accepts the connection and stays silent raises a retryable
+  :class:`~trio_agents.ModelTimeout` naming the server and the timeout.
+* ``OPENAI_BASE_URL`` in the environment counts as a ``base_url`` passed explicitly.
 * ``max_tokens`` is sent as ``max_completion_tokens`` to OpenAI itself and as ``max_tokens``
   to a server given by ``base_url`` (what compatible servers understand); override with
   ``max_tokens_parameter``. ``ModelSettings.extra`` is merged into the request body.
@@ -31,7 +44,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
@@ -76,12 +89,17 @@ from .._models import (
 )
 from . import check_model_requests_allowed
 from ._common import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
     ClientOwner,
     SSEReader,
+    base_url_from,
     check_timeout,
     classify_status,
+    deltas_of,
     error_fields,
     open_sse,
+    timeout_error,
 )
 
 __all__ = ["OpenAIModel"]
@@ -89,6 +107,7 @@ __all__ = ["OpenAIModel"]
 _SDK_ERRORS = (openai.OpenAIError, httpx2.HTTPError)
 
 _PLACEHOLDER_KEY = "no-key-needed"
+_OPENAI_URL = "https://api.openai.com/v1"
 
 _STOP_REASONS = {
     "stop": StopReason.STOP,
@@ -102,13 +121,14 @@ class OpenAIModel:
     """A chat-completions model: OpenAI's, or any OpenAI-compatible server's.
 
     :param model_name: the model, e.g. ``"gpt-4o-mini"``.
-    :param base_url: the server (e.g. ``"http://127.0.0.1:8080/v1"``); default OpenAI's (or
-        ``OPENAI_BASE_URL``).
-    :param api_key: the key; default ``OPENAI_API_KEY``. A server given by ``base_url`` may
-        go without one.
-    :param timeout: seconds for the whole HTTP request (``None``: no limit). Prefer the agent's
-        ``model_timeout`` for deadlines; this is the transport's safety net.
-    :param connect_timeout: seconds to establish a connection.
+    :param base_url: the server (e.g. ``"http://127.0.0.1:8080/v1"``); default
+        ``OPENAI_BASE_URL`` if set (treated exactly like a ``base_url`` argument), else OpenAI's.
+    :param api_key: the key; default ``OPENAI_API_KEY``. A server given by ``base_url`` (or
+        ``OPENAI_BASE_URL``) may go without one.
+    :param read_timeout: seconds the server may stay silent, before its first token or between
+        two pieces of the stream (``None``: no limit); default 120. Prefer the agent's
+        ``model_timeout`` for deadlines; this catches a server that hangs.
+    :param connect_timeout: seconds to establish a connection (``None``: no limit); default 10.
     :param max_tokens_parameter: the body field that carries ``max_tokens`` (see the rules).
     :param default_headers: extra headers for every request.
     :param organization: OpenAI organization id.
@@ -127,8 +147,8 @@ class OpenAIModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float | None = 600.0,
-        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] | None = None,
         default_headers: Mapping[str, str] | None = None,
         organization: str | None = None,
@@ -136,12 +156,7 @@ class OpenAIModel:
     ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise InvalidArgumentError(f"model_name must be a non-empty str, got {model_name!r}")
-        if base_url is not None and not (
-            isinstance(base_url, str) and base_url.startswith(("http://", "https://"))
-        ):
-            raise InvalidArgumentError(
-                f"base_url must be an http:// or https:// URL or None, got {base_url!r}"
-            )
+        base_url = base_url_from(base_url, "OPENAI_BASE_URL")
         if max_tokens_parameter not in (None, "max_tokens", "max_completion_tokens"):
             raise InvalidArgumentError(
                 "max_tokens_parameter must be 'max_tokens', 'max_completion_tokens' or None, "
@@ -153,8 +168,10 @@ class OpenAIModel:
         if key is None and base_url is not None:
             key = _PLACEHOLDER_KEY
         self._api_key = key
-        self._timeout = check_timeout(timeout, "timeout")
-        self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+        self._timeouts = {
+            "read_timeout": check_timeout(read_timeout, "read_timeout"),
+            "connect_timeout": check_timeout(connect_timeout, "connect_timeout"),
+        }
         self._max_tokens_parameter = max_tokens_parameter or (
             "max_tokens" if base_url is not None else "max_completion_tokens"
         )
@@ -169,10 +186,12 @@ class OpenAIModel:
     # ------------------------------------------------------------------ lifecycle
 
     def _make_client(self) -> openai.AsyncOpenAI:
-        timeout = openai.Timeout(self._timeout, connect=self._connect_timeout)
+        timeout = openai.Timeout(
+            self._timeouts["read_timeout"], connect=self._timeouts["connect_timeout"]
+        )
         return openai.AsyncOpenAI(
             api_key=self._api_key,
-            base_url=self._base_url,
+            base_url=self._base_url or _OPENAI_URL,
             organization=self._organization,
             project=self._project,
             timeout=timeout,
@@ -201,18 +220,30 @@ class OpenAIModel:
 
     @property
     def base_url(self) -> str | None:
-        """The server given at construction, if any."""
+        """The server given at construction or by ``OPENAI_BASE_URL``, if any."""
         return self._base_url
 
     async def request(self, request: ModelRequest) -> AssistantMessage:
-        """Send one chat completion request and return the response."""
-        params = self._prepare(request)
-        async with self._clients.client() as client:
-            try:
-                completion = await client.chat.completions.create(**params)
-            except _SDK_ERRORS as exc:
-                raise map_openai_error(exc) from exc
-        return self._parse_completion(completion)
+        """Send one chat completion request and return the response.
+
+        The response is streamed underneath (so cancelling reaches the server) and assembled
+        into the message a non-streamed request would return.
+        """
+        async with self._stream(request) as events:
+            async for event in events:
+                if isinstance(event, StreamDone):
+                    return event.message
+        raise ModelError(f"{self._id}: the stream ended without a message")  # pragma: no cover
+
+    def _map_error(self, exc: BaseException) -> ModelError:
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+            return timeout_error(
+                exc,
+                model_id=self._id,
+                server=self._base_url or _OPENAI_URL,
+                timeouts=self._timeouts,
+            )
+        return map_openai_error(exc)
 
     def stream(
         self, request: ModelRequest
@@ -229,11 +260,11 @@ class OpenAIModel:
             self._clients.client() as client,
             open_sse(
                 client.chat.completions.with_streaming_response.create(**params),
-                map_openai_error,
+                self._map_error,
                 _SDK_ERRORS,
             ) as events,
         ):
-            yield _ChunkStream(events, self._id)
+            yield _ChunkStream(events, self._id, self._map_error, self._parse_json)
 
     # ------------------------------------------------------------------ building
 
@@ -285,6 +316,11 @@ class OpenAIModel:
         return params
 
     # ------------------------------------------------------------------ parsing
+
+    def _parse_json(self, body: object) -> AssistantMessage:
+        if not isinstance(body, dict):
+            raise ModelError(f"{self._id}: unexpected JSON response {str(body)[:200]!r}")
+        return self._parse_completion(openai.types.chat.ChatCompletion.model_construct(**body))
 
     def _parse_completion(self, completion: Any) -> AssistantMessage:
         choices = getattr(completion, "choices", None)
@@ -475,9 +511,17 @@ class _ChunkStream:
     """Turns the SSE chunks into :data:`StreamEvent` values; not an async generator, so an
     unfinished stream leaves nothing to finalise."""
 
-    def __init__(self, events: SSEReader, model_id: str) -> None:
+    def __init__(
+        self,
+        events: SSEReader,
+        model_id: str,
+        map_error: Callable[[BaseException], ModelError],
+        parse_json: Callable[[object], AssistantMessage],
+    ) -> None:
         self._events = events
         self._model_id = model_id
+        self._map_error = map_error
+        self._parse_json = parse_json
         self._pending: collections.deque[StreamEvent] = collections.deque()
         self._done = False
         self._text: list[str] = []
@@ -497,11 +541,16 @@ class _ChunkStream:
                 _, data = await self._events.__anext__()
             except StopAsyncIteration:
                 self._done = True
-                self._pending.append(StreamDone(self._finish_message()))
+                if self._events.json_body is not None:
+                    whole = self._parse_json(self._events.json_body)
+                    self._pending.extend(deltas_of(whole))
+                else:
+                    whole = self._finish_message()
+                self._pending.append(StreamDone(whole))
                 break
             except _SDK_ERRORS as exc:
                 self._done = True
-                raise map_openai_error(exc) from exc
+                raise self._map_error(exc) from exc
             if data.startswith("[DONE]"):
                 continue  # read on to the end of the body, so the connection is reusable
             try:
