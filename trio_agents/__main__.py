@@ -39,7 +39,9 @@ Commands:
           delegating to three specialists, two of them in parallel, through the delegate
           tool: a policy denies one tool call, one specialist fails once and the lead asks
           again, the writer delegates once more; then the delegation records, the event
-          tree from the shared event log and the usage are printed.
+          tree from the shared event log and the usage are printed; (4) coordination
+          patterns: a triage agent hands the conversation off to a billing agent, then two
+          agents race on one question and the slower is cancelled when the first answers.
           The scripted models run on trio's virtual clock: their simulated latencies cost no
           real time, and every time printed is exact.
           With --model (and --base-url for an OpenAI-compatible server), every agent of the
