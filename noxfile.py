@@ -28,6 +28,11 @@ MYPY = "mypy>=2.4,<2.5"
 def tests(session: nox.Session) -> None:
     """Run the test suite; extra arguments go to pytest (``nox -s tests -- -k supervision``)."""
     session.install("-e", ".[test]")
+    _run_suite(session)
+
+
+def _run_suite(session: nox.Session) -> None:
+    """pytest with every real part the suite needs (tests and floors)."""
     # The reference MCP server the MCP tests run (npm, pinned; a no-op once installed).
     session.run("python", os.path.join("tools", "install_mcp_servers.py"))
     env: dict[str, str] = {}
@@ -66,7 +71,7 @@ def floors(session: nox.Session) -> None:
     session.install("-e", ".[test]", *pins)
     session.run("python", "-m", "pip", "check")
     session.run("python", "-c", _SHOW_VERSIONS, *pins)
-    session.run("python", "-m", "pytest", *session.posargs, success_codes=[0])
+    _run_suite(session)
 
 
 # Fails unless the installed versions are exactly the pins (pip could not have moved them, but
