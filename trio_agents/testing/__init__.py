@@ -16,12 +16,14 @@ from ._invariants import (
     check_cancelled_subtrees,
     check_deterministic,
     check_event_log,
+    check_lifecycle,
     check_no_serving_after_end,
     check_one_reply,
     check_restart_limits,
     check_same_events,
     check_statuses,
     check_usage,
+    looks_complete,
     restart_limits,
 )
 from ._models import (
@@ -73,6 +75,7 @@ __all__ = [
     "check_cancelled_subtrees",
     "check_deterministic",
     "check_event_log",
+    "check_lifecycle",
     "check_no_serving_after_end",
     "check_one_reply",
     "check_restart_limits",
@@ -80,6 +83,7 @@ __all__ = [
     "check_statuses",
     "check_usage",
     "replay",
+    "looks_complete",
     "restart_limits",
     "work_agent",
     # end of the harness names
