@@ -38,7 +38,7 @@ from ._models import (
     tool_call,
 )
 from ._plans import DelegationPlan, DelegationStep
-from ._reference import ReferenceSnapshot, SupervisionReference
+from ._reference import ExpectedDecision, ReferenceSnapshot, SupervisionReference
 from ._trees import AgentTree, TreeNode, TreePolicy, Work, WorkItem, WorkModel, work_agent
 
 # --- end of the harness block
@@ -62,6 +62,7 @@ __all__ = [
     "LiveSystem",
     "Observation",
     "Op",
+    "ExpectedDecision",
     "ReferenceSnapshot",
     "SupervisionMachine",
     "SupervisionReference",

@@ -333,7 +333,9 @@ def check_restart_limits(
 ) -> None:
     """Restarts never exceed the configured limit, and a restart within it is never refused.
 
-    Replays every decision with its requested action ``restart`` against the agent's
+    Replays every restart attempt (a decision that restarted, that the limit refused, or that
+    asked for a restart and escalated; a temporary agent's failure, carried out as a stop, is
+    not one) against the agent's
     :class:`~trio_agents.RestartLimit`, exactly as the rules say: in consecutive mode a
     success (a request replied with a result) resets the count; in window mode a restart
     ``window`` seconds old no longer counts. A restart the limit does not allow must have
@@ -353,7 +355,13 @@ def check_restart_limits(
         elif isinstance(event, AgentEnded):
             consecutive.pop(path, None)
             times.pop(path, None)
-        elif isinstance(event, SupervisorDecided) and event.requested == "restart":
+        elif isinstance(event, SupervisorDecided) and (
+            event.action == "restart"
+            or event.limit_exceeded
+            or (event.requested == "restart" and event.action == "escalate")
+        ):
+            # A restart attempt: asked for (or, for a permanent agent, a stop carried out as
+            # a restart). A temporary agent's restart request carried out as a stop is not.
             limit = table.get(path)
             if limit is None:
                 raise InvalidArgumentError(

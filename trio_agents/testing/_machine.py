@@ -21,7 +21,7 @@ from hypothesis.strategies import SearchStrategy
 
 from .._agent import Agent
 from .._errors import InvalidArgumentError
-from .._orchestrator import AgentStatus
+from .._orchestrator import AgentStatus, SupervisorDecided
 from ._driver import Command, LiveSystem, Observation, Op, Trace, replay
 from ._invariants import check_event_log, check_same_events
 from ._reference import ReferenceSnapshot, SupervisionReference
@@ -188,12 +188,36 @@ class SupervisionMachine(RuleBasedStateMachine):
                 f"spawn raised {observation.spawn_error!r}, reference expects "
                 f"{expected_spawn_error!r}",
             )
+        problems += self._decision_differences()
         if problems:
             self._failed = True
             raise AssertionError(
                 f"after {command} (seed {self.seed}) the live system disagrees with the "
                 "reference model:\n  " + "\n  ".join(problems)
             )
+
+    def _decision_differences(self) -> list[str]:
+        """The supervisor decisions so far against the predicted ones: action, request,
+        siblings in stop order, and the backoff delay (which the clock checks too)."""
+        assert self.live is not None
+        assert self.reference is not None
+        live = [
+            (e.agent, e.action, e.requested, tuple(e.affected), e.delay)
+            for e in self.live.events
+            if isinstance(e, SupervisorDecided)
+        ]
+        want = [
+            (d.agent, d.action, d.requested, d.affected, d.delay) for d in self.reference.decisions
+        ]
+        if live == want:
+            return []
+        for index, (got, expected) in enumerate(zip(live, want, strict=False)):
+            if got != expected:
+                return [
+                    f"decision #{index}: live (agent, action, requested, affected, delay) = "
+                    f"{got!r}, reference {expected!r}"
+                ]
+        return [f"decisions: live made {len(live)}, reference predicts {len(want)}"]
 
     def _state(self, name: str) -> str:
         assert self.reference is not None

@@ -54,18 +54,38 @@ from collections import deque
 
 import attrs
 
-from .._errors import InvalidArgumentError
+from .._errors import AuthenticationError, ChildFailed, InvalidArgumentError, ModelOverloaded
 from .._orchestrator import AgentStatus
-from .._supervision import RestartStrategy, SupervisorAction
+from .._supervision import DefaultSupervisor, RestartStrategy, RestartType, SupervisorAction
 from ._trees import AgentTree, TreeNode, Work
 
-__all__ = ["ReferenceSnapshot", "SupervisionReference"]
+__all__ = ["ExpectedDecision", "ReferenceSnapshot", "SupervisionReference"]
+
+# --------------------------------------------------------------------------- replies
+# Every reply this model predicts for a request that did not succeed is named here, in one
+# place, so that a change of the shell's reply rules is one edit.
+
+REPLY_RETRYABLE = "ModelOverloaded"
+"""The failing request of a ``fail`` order."""
+REPLY_FATAL = "AuthenticationError"
+"""The failing request of a ``fatal`` order."""
+REPLY_INTERRUPTED = "AgentCancelled"
+"""A request cut off by a restart of its agent's supervisor tree, answered when it comes back."""
+REPLY_STOPPED = "AgentStopped"
+"""Waiting requests of an agent its supervisor stopped (and of its subtree), and sends to a
+closed or completed agent."""
+REPLY_ESCALATED = "AgentStopped"
+"""Waiting requests of an agent whose failure escalated."""
+REPLY_CANCELLED = "AgentCancelled"
+"""Waiting requests of an agent cancelled by its handle, by its parent's end, by the end of
+the system, or dropped (temporary) by a sibling's restart."""
 
 _RUNNING = AgentStatus.RUNNING
 _RESTARTING = AgentStatus.RESTARTING
 _COMPLETED = AgentStatus.COMPLETED
 _FAILED = AgentStatus.FAILED
 _CANCELLED = AgentStatus.CANCELLED
+_TEMPORARY = RestartType.TEMPORARY
 
 OK = "ok"
 """The outcome of a request answered with a result."""
@@ -131,6 +151,23 @@ class ReferenceSnapshot:
     """Path of the agent whose escalated failure ended the system, if one did."""
 
 
+@attrs.frozen(kw_only=True)
+class ExpectedDecision:
+    """A supervisor decision the model predicts; compare with
+    :class:`~trio_agents.SupervisorDecided` events."""
+
+    agent: str
+    """Path of the failed agent."""
+    action: str
+    """The action carried out (``"restart"``, ``"stop"``, ``"escalate"``)."""
+    requested: str
+    """The action the policy asked for."""
+    affected: tuple[str, ...]
+    """Siblings restarted with it, in stop order (reverse start order)."""
+    delay: float
+    """The backoff delay before the restart."""
+
+
 class SupervisionReference:
     """Predicts a supervision tree of :func:`~trio_agents.testing.work_agent` agents.
 
@@ -158,6 +195,8 @@ class SupervisionReference:
             parent = self._root if parent_name is None else self._agents[parent_name]
             self._agents[node.name] = _Agent(node, node.name, parent, tree.path_of(node.name))
         self._outcomes: dict[int, str | None] = {}
+        self.decisions: list[ExpectedDecision] = []
+        """Every supervisor decision so far, in order."""
         self._sequence = 0
         self._resume: list[_Agent] = []
 
@@ -263,10 +302,10 @@ class SupervisionReference:
             raise InvalidArgumentError(f"agent {name!r} was never spawned; it has no handle")
         self._outcomes[id] = None
         if agent.done:
-            self._outcomes[id] = agent.end_error or "AgentStopped"
+            self._outcomes[id] = agent.end_error or REPLY_STOPPED
             return
         if agent.closing:
-            self._outcomes[id] = "AgentStopped"
+            self._outcomes[id] = REPLY_STOPPED
             return
         agent.queue.append(_Request(id, work, seconds))
         self._serve(agent)
@@ -279,7 +318,7 @@ class SupervisionReference:
         if agent.status is None or agent.done:
             return
         pending = agent.affected if agent.timer is not None and not agent.running else []
-        self._finalize(agent, _CANCELLED, "AgentCancelled")
+        self._finalize(agent, _CANCELLED, REPLY_CANCELLED)
         parent = agent.parent
         assert parent is not None
         for sibling in sorted(pending, key=parent.started.index):
@@ -356,7 +395,7 @@ class SupervisionReference:
         agent.incarnation += 1
         agent.escalated = False
         if agent.interrupted is not None:
-            self._reply(agent.interrupted, "AgentCancelled")
+            self._reply(agent.interrupted, REPLY_INTERRUPTED)
             agent.interrupted = None
         for child in list(agent.started):
             if child.wanted and not child.done:
@@ -389,8 +428,8 @@ class SupervisionReference:
                 agent.current = request
             else:
                 retryable = request.work is Work.FAIL
-                self._reply(request, "ModelOverloaded" if retryable else "AuthenticationError")
-                self._fail(agent, retryable=retryable, origin=agent.path)
+                self._reply(request, REPLY_RETRYABLE if retryable else REPLY_FATAL)
+                self._fail(agent, kind="retryable" if retryable else "fatal", origin=agent.path)
                 return
 
     def _succeed(self, agent: _Agent, request: _Request) -> None:
@@ -429,7 +468,31 @@ class SupervisionReference:
         if agent.running:
             agent.status = _RESTARTING
 
-    def _fail(self, agent: _Agent, *, retryable: bool, origin: str) -> None:
+    def _requested(self, agent: _Agent, kind: str, origin: str) -> SupervisorAction:
+        """What the tree's policy asks for. ``kind``: ``"retryable"``, ``"fatal"`` or
+        ``"child"`` (an escalated child failure, which is not retryable)."""
+        node = agent.node
+        assert node is not None
+        policy = self.tree.supervisor
+        if policy is None:
+            return node.on_retryable if kind == "retryable" else node.on_fatal
+        if type(policy) is DefaultSupervisor:
+            # Written from its rule, not called: restart retryable errors, stop the rest.
+            return SupervisorAction.RESTART if kind == "retryable" else SupervisorAction.STOP
+        # A user's policy is the oracle for itself: asked with an error of the same type.
+        error: BaseException
+        if kind == "retryable":
+            error = ModelOverloaded(f"{agent.name}: injected overload")
+        else:
+            fatal = AuthenticationError(f"{agent.name}: injected fatal error")
+            error = fatal if kind == "fatal" else ChildFailed(origin, fatal)
+        try:
+            answer: object = policy.on_agent_error(agent.name, error)
+        except Exception:
+            return SupervisorAction.ESCALATE  # a policy that raises fails closed
+        return answer if isinstance(answer, SupervisorAction) else SupervisorAction.ESCALATE
+
+    def _fail(self, agent: _Agent, *, kind: str, origin: str) -> None:
         """Rule 2: the incarnation of ``agent`` failed."""
         for child in agent.started:
             self._teardown(child)
@@ -442,9 +505,13 @@ class SupervisionReference:
         assert node is not None
         parent = agent.parent
         assert parent is not None
-        requested = node.on_retryable if retryable else node.on_fatal
+        requested = self._requested(agent, kind, origin)
         action = requested
-        if requested is SupervisorAction.RESTART:
+        if node.restart is RestartType.TEMPORARY:
+            action = SupervisorAction.STOP  # never restarted, never escalated, not counted
+        elif node.restart is RestartType.PERMANENT and requested is SupervisorAction.STOP:
+            action = SupervisorAction.RESTART
+        if action is SupervisorAction.RESTART:
             window = node.restart_window
             if window is None:
                 allowed = agent.consecutive < node.max_restarts
@@ -459,12 +526,21 @@ class SupervisionReference:
                 agent.consecutive += 1
                 agent.total += 1
                 agent.times = times
-                self._restart_later(agent, parent, number)
+                self._restart_later(agent, parent, number, requested)
                 return
             action = SupervisorAction.ESCALATE
+        self.decisions.append(
+            ExpectedDecision(
+                agent=agent.path,
+                action=action.value,
+                requested=requested.value,
+                affected=(),
+                delay=0.0,
+            )
+        )
         if action is SupervisorAction.STOP:
             agent.status = _RESTARTING  # between incarnations until finalized
-            self._finalize(agent, _FAILED, "AgentStopped")
+            self._finalize(agent, _FAILED, REPLY_STOPPED)
             return
         agent.escalated = True
         agent.status = _FAILED
@@ -472,9 +548,11 @@ class SupervisionReference:
             self.system_error = origin
             self._end_system()
         else:
-            self._fail(parent, retryable=False, origin=origin)
+            self._fail(parent, kind="child", origin=origin)
 
-    def _restart_later(self, agent: _Agent, parent: _Agent, number: int) -> None:
+    def _restart_later(
+        self, agent: _Agent, parent: _Agent, number: int, requested: SupervisorAction
+    ) -> None:
         agent.status = _RESTARTING
         node = agent.node
         assert node is not None
@@ -487,12 +565,25 @@ class SupervisionReference:
             affected = siblings[index + 1 :]
         else:
             affected = []
-        for sibling in reversed(affected):
+        for sibling in reversed(affected):  # stop order: youngest first
             self._teardown(sibling)
+        dropped = [s for s in affected if s.node is not None and s.node.restart is _TEMPORARY]
+        affected = [s for s in affected if s not in dropped]
         agent.affected = affected
         delay = 0.0
         if node.backoff > 0 and node.max_backoff > 0:
             delay = min(node.max_backoff, node.backoff * 2.0 ** (number - 1))
+        self.decisions.append(
+            ExpectedDecision(
+                agent=agent.path,
+                action="restart",
+                requested=requested.value,
+                affected=tuple(s.name for s in reversed(affected)),
+                delay=delay,
+            )
+        )
+        for sibling in dropped:  # temporary: stopped with the others, then ended
+            self._finalize(sibling, _CANCELLED, REPLY_CANCELLED)
         if delay > 0:
             self._schedule(agent, delay)
         else:
@@ -522,12 +613,12 @@ class SupervisionReference:
                 continue
             stopped = node_status is _FAILED and not node.escalated
             if node.escalated:
-                node_status, node_error = _FAILED, "AgentStopped"
+                node_status, node_error = _FAILED, REPLY_ESCALATED
             node.status = node_status
             node.end_error = node_error
             node.wanted = False
             node.done = True
-            reply = node_error or "AgentStopped"
+            reply = node_error or REPLY_STOPPED
             for request in (node.current, node.interrupted, *node.queue):
                 if request is not None:
                     self._reply(request, reply)
@@ -541,7 +632,7 @@ class SupervisionReference:
                 self._outcomes[waiter] = OK if node_status is _COMPLETED else node_error
             node.close_waiters = []
             child_status = _FAILED if stopped else _CANCELLED
-            child_error = "AgentStopped" if stopped else "AgentCancelled"
+            child_error = REPLY_STOPPED if stopped else REPLY_CANCELLED
             for child in node.started:
                 stack.append((child, child_status, child_error))
             parent = node.parent
@@ -559,7 +650,7 @@ class SupervisionReference:
         for agent in self._root.started:
             self._teardown(agent)
         for agent in self._root.started:
-            self._finalize(agent, _CANCELLED, "AgentCancelled")
+            self._finalize(agent, _CANCELLED, REPLY_CANCELLED)
         self._resume.clear()
         self._root.status = _CANCELLED
         self.closed = True
