@@ -230,6 +230,24 @@ class SupervisionReference:
             and not agent.stopping
         )
 
+    def restart_due(self, name: str) -> float | None:
+        """When ``name``'s pending restart happens (it waits out a backoff), else ``None``."""
+        agent = self._agent(name)
+        if agent.timer is None or agent.current is not None or agent.done:
+            return None
+        return agent.timer[0]
+
+    def window_edges(self) -> list[float]:
+        """Future moments at which a restart of an agent in window mode becomes exactly one
+        window old (the boundary of its restart limit), soonest first."""
+        edges: set[float] = set()
+        for agent in self._agents.values():
+            window = agent.node.restart_window if agent.node is not None else None
+            if window is None or window == float("inf") or agent.done:
+                continue
+            edges.update(t + window for t in agent.times if t + window > self.now)
+        return sorted(edges)
+
     def spawned(self, name: str) -> bool:
         """Whether ``name`` was ever spawned (so it has a handle)."""
         return self._agent(name).status is not None
