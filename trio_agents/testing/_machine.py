@@ -74,7 +74,8 @@ class SupervisionMachine(RuleBasedStateMachine):
     last (after its backoff, after a success, or queued behind a busy request), ``cancel`` or
     ``close`` it through its handle, ``tick`` the virtual clock, and ``tick_to_window_edge``
     (to the moment a restart leaves its window). After every rule the supervisor decisions
-    must be the predicted ones too (:class:`~trio_agents.testing.ExpectedDecision`). After every rule the live tree must agree with
+    must be the predicted ones too (:class:`~trio_agents.testing.ExpectedDecision`).
+    After every rule the live tree must agree with
     :class:`~trio_agents.testing.SupervisionReference`, and the event log so far must pass
     :func:`~trio_agents.testing.check_event_log` (with the restart limits and the live
     statuses). At the end the system is closed, the complete log is checked, every request
