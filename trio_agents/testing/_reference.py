@@ -50,10 +50,10 @@ The rules it encodes:
     :attr:`~trio_agents.testing.AgentTree.supervisor` is ``None``;
     :class:`~trio_agents.DefaultSupervisor`'s written rule (retryable: restart, else stop);
     any other policy is asked with an error of the same type (one that raises or answers a
-    non-action escalates). Then the restart type applies first: a temporary agent's failure is a stop (not counted, never escalated), a permanent
-    agent's stop request is a restart; a temporary sibling taken down by a restart ends
-    ``cancelled`` instead of coming back. Every decision is recorded
-    (:attr:`SupervisionReference.decisions`).
+    non-action escalates). Then the restart type applies first: a temporary agent's failure
+    is a stop (not counted, never escalated), a permanent agent's stop request is a restart;
+    a temporary sibling taken down by a restart ends ``cancelled`` instead of coming back.
+    Every decision is recorded (:attr:`SupervisionReference.decisions`).
 """
 
 from __future__ import annotations
