@@ -25,13 +25,22 @@ import trio_agents._orchestrator as orchestrator_module
 import trio_agents._supervision as supervision_module
 from trio_agents import AgentStopped, DefaultSupervisor, RestartHistory, SupervisorAction
 from trio_agents.testing import SupervisionMachine
+from trio_agents.testing.strategies import agent_trees
 
 EXAMPLES = 400
 """Examples each mutant gets; the machine stops at the first disagreement it finds."""
 
 
 class _Machine(SupervisionMachine):
+    """The machine with its default generated trees."""
+
     check_replay = False  # determinism is not what these mutations break
+
+
+class _SmallTrees(_Machine):
+    """Generated trees small enough that failures meet busy siblings and limits soon."""
+
+    tree = agent_trees(max_depth=2, max_children=3, max_agents=4)
 
 
 def _settings(examples: int) -> settings:
@@ -47,12 +56,14 @@ def _settings(examples: int) -> settings:
 
 
 def _machine_catches_it() -> str:
-    """Run the machine; it must fail. Returns its message."""
-    try:
-        run_state_machine_as_test(_Machine, settings=_settings(EXAMPLES))
-    except AssertionError as exc:  # a disagreement or a broken invariant
-        return str(exc)
-    pytest.fail(f"the supervision machine passed the mutant in {EXAMPLES} examples")
+    """Run the machine on default trees, then on small ones; it must fail on one of them.
+    Returns its message."""
+    for machine in (_Machine, _SmallTrees):
+        try:
+            run_state_machine_as_test(machine, settings=_settings(EXAMPLES))
+        except AssertionError as exc:  # a disagreement or a broken invariant
+            return str(exc)
+    pytest.fail(f"the supervision machine passed the mutant in 2 x {EXAMPLES} examples")
 
 
 def _mutant(function: Callable[..., Any], old: str, new: str) -> Callable[..., Any]:
@@ -77,7 +88,8 @@ def _patch_decide(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
 
 
 def test_the_machine_passes_the_unbroken_code() -> None:
-    run_state_machine_as_test(_Machine, settings=_settings(60))
+    for machine in (_Machine, _SmallTrees):
+        run_state_machine_as_test(machine, settings=_settings(60))
 
 
 # --------------------------------------------------------------------------- decision core
