@@ -16,7 +16,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "thorough",
-    max_examples=2000,
+    max_examples=4000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -23,14 +23,23 @@ from trio_agents import (
     Event,
     InvalidArgumentError,
     ModelOverloaded,
+    RestartLimit,
     RestartStrategy,
+    RestartType,
     RetryPolicy,
     StopReason,
     SupervisorAction,
+    SupervisorDecided,
     TextBlock,
     UserMessage,
 )
-from trio_agents.testing import FunctionModel, hang, text
+from trio_agents.testing import (
+    FunctionModel,
+    check_event_log,
+    check_restart_limits,
+    hang,
+    text,
+)
 
 NO_BACKOFF = Backoff.none()
 
@@ -813,3 +822,166 @@ async def test_a_tree_wide_budget_limits_spawns_and_restarts_and_model_calls() -
         with pytest.raises(AgentStopped) as info:
             await a.send_message("late")
         assert isinstance(info.value.__cause__, BudgetExhausted)
+
+
+# --------------------------------------------------------------------------- restart types
+
+PERMANENT = RestartType.PERMANENT
+TEMPORARY = RestartType.TEMPORARY
+
+
+def typed_orchestrator(**kwargs: object) -> AgentOrchestrator:
+    kwargs.setdefault("backoff", Backoff.none())
+    kwargs.setdefault("supervisor", DefaultSupervisor())
+    return AgentOrchestrator(**kwargs)  # type: ignore[arg-type]
+
+
+def test_restart_must_be_a_restart_type_and_a_bad_one_registers_nothing() -> None:
+    orch = typed_orchestrator()
+    orch.add_agent("p", Tree().factory("p"))
+    for bad in ("permanent", None, RestartStrategy.ONE_FOR_ALL):
+        with pytest.raises(InvalidArgumentError, match=r"restart for 'x' .*PERMANENT, TRANSIENT"):
+            orch.add_agent("x", Tree().factory("x"), restart=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="PERMANENT, TRANSIENT or TEMPORARY"):
+            orch.add_child("x", "p", Tree().factory("x"), restart=bad)  # type: ignore[arg-type]
+    assert orch.names() == ["p"]
+
+
+async def test_permanent_restarts_a_failure_the_policy_would_stop_until_the_limit() -> None:
+    events: list[Event] = []
+    tree = Tree()
+    orch = typed_orchestrator(max_restarts=2, event_sink=events.append)
+    orch.add_agent("a", tree.factory("a"), restart=PERMANENT)
+    with pytest.raises(ChildFailed, match="'a'") as info:
+        async with orch.open() as system:
+            a = await system.spawn("a")
+            for _ in range(2):
+                with pytest.raises(AuthenticationError):
+                    await a.send_message("fatal")  # the default policy asks to STOP
+                await trio.testing.wait_all_tasks_blocked()
+                assert a.status is AgentStatus.RUNNING
+            assert a.statistics().restarts == 2
+            with pytest.raises(AuthenticationError):
+                await a.send_message("fatal")  # the third restart is past the limit
+            await trio.sleep_forever()
+    assert isinstance(info.value.__cause__, AuthenticationError)
+    assert tree.built == ["a", "a", "a"]
+    decided = [e for e in events if isinstance(e, SupervisorDecided)]
+    assert [(d.requested, d.action, d.limit_exceeded) for d in decided] == [
+        ("stop", "restart", False),
+        ("stop", "restart", False),
+        ("stop", "escalate", True),
+    ]
+    check_event_log(events, complete=True, limits={"a": RestartLimit(max_restarts=2)})
+
+
+async def test_permanent_normal_end_is_final_and_not_counted() -> None:
+    tree = Tree()
+    orch = typed_orchestrator(max_restarts=0)
+    orch.add_agent("a", tree.factory("a"), restart=PERMANENT)
+    async with orch.open() as system:
+        a = await system.spawn("a")
+        queued = a.send_message_nowait("last")
+        result = await a.aclose()
+        assert (await queued.wait()).final_text == "a:last#1"
+        assert result.final_text == "a:last#1"
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.status is AgentStatus.COMPLETED
+        assert a.statistics().restarts == 0
+        with pytest.raises(AgentStopped):
+            await a.send_message("more")
+    assert tree.built == ["a"]
+
+
+async def test_temporary_failure_is_reported_and_dropped() -> None:
+    events: list[Event] = []
+    tree = Tree()
+    # No policy at all: every failure would escalate, but a temporary agent's is dropped.
+    orch = typed_orchestrator(supervisor=None, event_sink=events.append)
+    orch.add_agent("p", tree.factory("p"), strategy=RestartStrategy.ONE_FOR_ALL)
+    orch.add_child("t", "p", tree.factory("t"), restart=TEMPORARY)
+    orch.add_child("s", "p", tree.factory("s"))
+    async with orch.open() as system:
+        p = await system.spawn("p")
+        t = await system.spawn("t")
+        s = await system.spawn("s")
+        t.send_message_nowait("fail")
+        queued = t.send_message_nowait("later")
+        with pytest.raises(AgentStopped, match="stopped after it failed: ModelOverloaded"):
+            await queued.wait()
+        assert await t.wait_done() is AgentStatus.FAILED
+        assert t.statistics().restarts == 0
+        assert p.status is AgentStatus.RUNNING  # not escalated
+        assert s.status is AgentStatus.RUNNING  # one_for_all does not touch the siblings
+        assert (await s.send_message("hi")).final_text == "s:hi#1"
+        assert s.statistics().incarnation == 1
+        # It can be spawned again by hand, afresh.
+        t2 = await system.spawn("t")
+        assert (await t2.send_message("again")).final_text == "t:again#1"
+    assert tree.built == ["p", "t", "s", "t"]
+    decided = [e for e in events if isinstance(e, SupervisorDecided)]
+    assert [(d.requested, d.action) for d in decided] == [("escalate", "stop")]
+    assert "temporary" in decided[0].reason
+    check_event_log(events, complete=True)
+
+
+async def test_a_temporary_sibling_taken_down_by_a_restart_ends_instead_of_coming_back() -> None:
+    events: list[Event] = []
+    tree = Tree()
+    orch = typed_orchestrator(event_sink=events.append)
+    orch.add_agent("p", tree.factory("p"), strategy=RestartStrategy.ONE_FOR_ALL)
+    orch.add_child("a", "p", tree.factory("a"))
+    orch.add_child("t", "p", tree.factory("t"), restart=TEMPORARY)
+    orch.add_child("c", "p", tree.factory("c"))
+    async with orch.open() as system:
+        await system.spawn("p")
+        a = await system.spawn("a")
+        t = await system.spawn("t")
+        c = await system.spawn("c")
+        in_flight = t.send_message_nowait("hang")
+        queued = t.send_message_nowait("later")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(ModelOverloaded):
+            await a.send_message("fail")
+        with pytest.raises(AgentCancelled, match="a temporary agent is not restarted"):
+            await in_flight.wait()
+        with pytest.raises(AgentCancelled, match="a temporary agent is not restarted"):
+            await queued.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert t.status is AgentStatus.CANCELLED
+        assert (await a.send_message("x")).final_text == "a:x#1"
+        assert (await c.send_message("x")).final_text == "c:x#1"
+        assert c.statistics().incarnation == 2
+    assert tree.built == ["p", "a", "t", "c", "a", "c"]
+    decided = [e for e in events if isinstance(e, SupervisorDecided)]
+    assert decided[0].affected == ("c",)
+    check_event_log(events, complete=True)
+    stops = [e.agent for e in events if e.kind in ("agent_suspended", "agent_ended")]
+    assert stops[:3] == ["p/c", "p/t", "p/t"]  # stopped youngest first, then t ends
+
+
+async def test_outside_cancellation_of_a_permanent_agent_is_bare_and_never_restarts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events: list[Event] = []
+    tree = Tree()
+    orch = typed_orchestrator(event_sink=events.append)
+    orch.add_agent("a", tree.factory("a"), restart=PERMANENT)
+    orch.add_child("b", "a", tree.factory("b"), restart=TEMPORARY)
+    caught: list[BaseException] = []
+    with trio.CancelScope() as scope:
+        try:
+            async with orch.open() as system:
+                a = await system.spawn("a")
+                await system.spawn("b")
+                a.send_message_nowait("hang")
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel("outside")
+                await trio.sleep_forever()
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+    assert [type(exc) for exc in caught] == [trio.Cancelled]  # never wrapped in a group
+    assert tree.built == ["a", "b"]
+    assert not [e for e in events if e.kind in ("agent_failed", "supervisor_decided")]
+    check_restart_limits(events, orch)

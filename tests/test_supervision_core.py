@@ -23,6 +23,7 @@ from trio_agents import (
     RestartHistory,
     RestartLimit,
     RestartStrategy,
+    RestartType,
     SupervisorAction,
     SupervisorPolicy,
     decide,
@@ -46,8 +47,12 @@ def run(
     siblings: Sequence[str] = SIBLINGS,
     now: float = 0.0,
     rng: random.Random | None = None,
+    restart_type: Any = RestartType.TRANSIENT,
+    temporary: Any = (),
 ) -> Decision:
     return decide(
+        restart_type=restart_type,
+        temporary=temporary,
         failed=failed,
         requested=requested,
         history=RestartHistory() if history is None else history,
@@ -71,6 +76,7 @@ def test_public_names_are_exported() -> None:
         "RestartHistory",
         "RestartLimit",
         "RestartStrategy",
+        "RestartType",
         "SupervisorAction",
         "SupervisorPolicy",
         "decide",
@@ -513,6 +519,82 @@ def test_now_must_be_finite(now: Any) -> None:
 # --------------------------------------------------------------------------- totality
 
 
+# --------------------------------------------------------------------------- restart types
+
+
+@pytest.mark.parametrize("requested", list(SupervisorAction))
+@pytest.mark.parametrize("strategy", list(RestartStrategy))
+def test_temporary_failure_is_dropped(
+    requested: SupervisorAction, strategy: RestartStrategy
+) -> None:
+    history = RestartHistory(consecutive=3, times=(0.5,), total=7)  # at the limit, too
+    decision = run(
+        requested=requested,
+        history=history,
+        strategy=strategy,
+        restart_type=RestartType.TEMPORARY,
+        now=1.0,
+    )
+    assert decision.action is STOP  # never restarted, never escalated
+    assert decision.requested is requested
+    assert decision.history is history  # not counted
+    assert (decision.affected, decision.dropped, decision.delay) == ((), (), 0.0)
+    assert not decision.limit_exceeded
+    assert "temporary" in decision.reason
+
+
+def test_permanent_restarts_what_the_policy_would_stop_and_counts_it() -> None:
+    limit = RestartLimit(max_restarts=2)
+    history = RestartHistory()
+    for n in (1, 2):
+        decision = run(
+            requested=STOP, history=history, limit=limit, restart_type=RestartType.PERMANENT
+        )
+        assert (decision.action, decision.requested) == (RESTART, STOP)
+        assert decision.history.consecutive == n
+        assert "permanent" in decision.reason
+        history = decision.history
+    refused = run(requested=STOP, history=history, limit=limit, restart_type=RestartType.PERMANENT)
+    assert refused.action is ESCALATE
+    assert refused.limit_exceeded
+    escalated = run(requested=ESCALATE, restart_type=RestartType.PERMANENT)
+    assert escalated.action is ESCALATE  # an explicit escalation is not overridden
+    assert not escalated.limit_exceeded
+
+
+def test_transient_is_the_default_and_follows_the_policy() -> None:
+    assert run(requested=STOP).action is STOP
+    assert run(requested=STOP, restart_type=RestartType.TRANSIENT).action is STOP
+    assert run(requested=RESTART, restart_type=RestartType.TRANSIENT).action is RESTART
+
+
+@pytest.mark.parametrize(
+    ("strategy", "affected", "dropped"),
+    [
+        (RestartStrategy.ONE_FOR_ONE, (), ()),
+        (RestartStrategy.ONE_FOR_ALL, ("e", "b", "a"), ("d",)),
+        (RestartStrategy.REST_FOR_ONE, ("e",), ("d",)),
+    ],
+)
+def test_temporary_siblings_are_dropped_not_restarted(
+    strategy: RestartStrategy, affected: tuple[str, ...], dropped: tuple[str, ...]
+) -> None:
+    decision = run(failed="c", strategy=strategy, temporary={"d"})
+    assert (decision.affected, decision.dropped) == (affected, dropped)
+
+
+@pytest.mark.parametrize("restart_type", ["permanent", None, RestartStrategy.ONE_FOR_ALL])
+def test_restart_type_must_be_a_restart_type(restart_type: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="PERMANENT, TRANSIENT or TEMPORARY"):
+        run(restart_type=restart_type)
+
+
+@pytest.mark.parametrize("temporary", ["abc", 3, None])
+def test_temporary_must_be_a_collection_of_names(temporary: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="temporary must be a collection"):
+        run(temporary=temporary)
+
+
 T = 5.0
 REQUESTED: list[Any] = [*SupervisorAction, "restart", None]
 STRATEGIES: list[Any] = [*RestartStrategy, "one_for_all"]
@@ -561,6 +643,8 @@ def check_legal(
     backoff: Backoff,
     now: float,
     siblings: tuple[str, ...] = SIBLINGS,
+    restart_type: RestartType = RestartType.TRANSIENT,
+    temporary: frozenset[str] = frozenset(),
 ) -> None:
     assert isinstance(decision, Decision)
     assert decision.failed == failed
@@ -570,18 +654,28 @@ def check_legal(
     assert "\n" not in decision.reason
     assert decision.history.total >= history.total
     assert 0.0 <= decision.delay <= backoff.max_delay
+    # Rule 8: the restart type turns the request into the action wanted.
+    if restart_type is RestartType.TEMPORARY:
+        wanted = STOP
+    elif restart_type is RestartType.PERMANENT and requested is STOP:
+        wanted = RESTART
+    else:
+        wanted = requested
     if decision.limit_exceeded:
-        assert requested is RESTART
+        assert wanted is RESTART
         assert decision.action is ESCALATE
         assert "exceeded" in decision.reason
     else:
-        assert decision.action is requested
+        assert decision.action is wanted
     if decision.action is not RESTART:
         assert decision.affected == ()
+        assert decision.dropped == ()
         assert decision.delay == 0.0
         assert decision.history is history
         return
-    assert decision.affected == expected_affected(strategy, failed, siblings)
+    every = expected_affected(strategy, failed, siblings)
+    assert decision.affected == tuple(n for n in every if n not in temporary)
+    assert decision.dropped == tuple(n for n in every if n in temporary)
     assert failed not in decision.affected
     new = decision.history
     assert new.total == history.total + 1
@@ -602,20 +696,25 @@ def _limit_should_refuse(history: RestartHistory, limit: RestartLimit, now: floa
     return len(recent) >= limit.max_restarts
 
 
+RESTART_TYPES: list[Any] = [*RestartType, "permanent"]
+TEMPORARY_SETS = [frozenset(), frozenset({"a", "d"})]
+
+
 @pytest.mark.parametrize(
-    ("requested", "strategy", "limit"),
-    list(itertools.product(REQUESTED, STRATEGIES, LIMITS)),
+    ("requested", "strategy", "limit", "restart_type"),
+    list(itertools.product(REQUESTED, STRATEGIES, LIMITS, RESTART_TYPES)),
 )
-def test_totality(requested: Any, strategy: Any, limit: RestartLimit) -> None:
+def test_totality(requested: Any, strategy: Any, limit: RestartLimit, restart_type: Any) -> None:
     """Every input either gives a legal decision or raises the documented error."""
     cases = 0
-    for history, failed, backoff, seed in itertools.product(
-        histories(limit), FAILED, BACKOFFS, (0, 1)
+    for history, failed, backoff, seed, temporary in itertools.product(
+        histories(limit), FAILED, BACKOFFS, (0, 1), TEMPORARY_SETS
     ):
         cases += 1
         invalid = (
             not isinstance(requested, SupervisorAction)
             or not isinstance(strategy, RestartStrategy)
+            or not isinstance(restart_type, RestartType)
             or failed not in SIBLINGS
         )
         try:
@@ -629,6 +728,8 @@ def test_totality(requested: Any, strategy: Any, limit: RestartLimit) -> None:
                 siblings=SIBLINGS,
                 now=NOW,
                 rng=random.Random(seed),
+                restart_type=restart_type,
+                temporary=temporary,
             )
         except InvalidArgumentError:
             assert invalid
@@ -643,8 +744,13 @@ def test_totality(requested: Any, strategy: Any, limit: RestartLimit) -> None:
             limit=limit,
             backoff=backoff,
             now=NOW,
+            restart_type=restart_type,
+            temporary=temporary,
         )
-        if requested is RESTART:
+        restarts = requested is RESTART or (
+            requested is STOP and restart_type is RestartType.PERMANENT
+        )
+        if restarts and restart_type is not RestartType.TEMPORARY:
             assert decision.limit_exceeded == _limit_should_refuse(history, limit, NOW)
     assert cases > 0
 

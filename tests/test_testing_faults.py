@@ -92,6 +92,14 @@ def test_bad_plans_name_the_argument(kwargs: dict[str, object], match: str) -> N
         FaultPlan(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("index", [-1, -100, 1.0, "0", True, None])
+def test_fault_for_refuses_an_index_that_is_not_a_call_index(index: object) -> None:
+    plan = FaultPlan(at={0: Fault.overloaded()}, rates={Fault.hang(): 0.5}, seed=3)
+    with pytest.raises(InvalidArgumentError, match=r"fault_for: index .* int >= 0"):
+        plan.fault_for(index)  # type: ignore[arg-type]
+    assert plan.fault_for(0) == Fault.overloaded()  # the plan still works
+
+
 def test_bad_faults_name_the_argument() -> None:
     with pytest.raises(InvalidArgumentError, match=r"Fault\.delay"):
         Fault.latency(-1.0)

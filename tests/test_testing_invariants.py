@@ -40,12 +40,14 @@ from trio_agents.testing import (
     check_cancelled_subtrees,
     check_deterministic,
     check_event_log,
+    check_lifecycle,
     check_no_serving_after_end,
     check_one_reply,
     check_restart_limits,
     check_same_events,
     check_statuses,
     check_usage,
+    looks_complete,
     replay,
     restart_limits,
 )
@@ -106,6 +108,72 @@ def test_one_reply_per_request() -> None:
     assert "never replied" in str(lost)
     assert lost.index == 1
     check_one_reply([spawned("a"), received("a", 1)])  # fine while the system runs
+
+
+def test_lifecycle_an_agent_may_not_end_with_a_received_request_unreplied() -> None:
+    log: list[Event] = [spawned("a"), received("a", 1), ended("a", "completed")]
+    found = violation(check_lifecycle, log)  # no complete=True needed: the agent ended
+    assert (found.agent, found.index) == ("a", 2)
+    assert "ended with request 1 (received at #1) never replied" in str(found)
+    with pytest.raises(InvariantViolation, match="never replied"):
+        check_event_log(log)
+    check_lifecycle([spawned("a"), received("a", 1), replied("a", 1), ended("a")])
+    check_lifecycle([spawned("a"), replied("a", 1), ended("a")])  # queued, answered at the end
+    check_lifecycle([spawned("a"), received("a", 1)])  # still serving: fine
+
+
+def test_lifecycle_no_second_spawn_while_up() -> None:
+    found = violation(check_lifecycle, [spawned("a"), spawned("a", 1.0)])
+    assert (found.agent, found.index) == ("a", 1)
+    assert "spawned again while its incarnation spawned at #0 is up" in str(found)
+    for down in (
+        failed("a"),
+        ended("a"),
+        AgentSuspended(time=0.0, agent="a", reason="sibling"),
+        AgentRestarted(time=0.0, agent="a", incarnation=2, restarts=1),
+    ):
+        check_lifecycle([spawned("a"), down, spawned("a")])
+
+
+def test_lifecycle_a_child_needs_a_spawned_parent() -> None:
+    found = violation(check_lifecycle, [spawned("p/c")])
+    assert "'p/c' is spawned but its parent 'p' never was" in str(found)
+    # A restarted parent starts its children before it reports its new incarnation.
+    suspended = AgentSuspended(time=0.0, agent="p/c", reason="its supervisor tree was torn down")
+    check_lifecycle(
+        [spawned("p"), spawned("p/c"), suspended, failed("p"), spawned("p/c"), spawned("p")]
+    )
+
+
+def test_lifecycle_requests_are_received_only_while_up() -> None:
+    before = violation(check_lifecycle, [received("a", 1)])
+    assert "received request 1 while it was not up (before its first spawn)" in str(before)
+    between = violation(check_lifecycle, [spawned("a"), failed("a"), received("a", 1)])
+    assert between.index == 2
+    assert "(between incarnations)" in str(between)
+
+
+def test_lifecycle_time_never_goes_backwards() -> None:
+    found = violation(check_lifecycle, [spawned("a", 2.0), ended("a", t=1.5)])
+    assert found.index == 1
+    assert "time goes backwards" in str(found)
+    check_lifecycle([spawned("a", 1.0), ended("a", t=1.0)])  # equal times are fine
+
+
+def test_lifecycle_unknown_statuses_and_actions() -> None:
+    found = violation(check_lifecycle, [spawned("a"), ended("a", "exploded")])
+    assert "unknown status 'exploded' (allowed: cancelled, completed, failed)" in str(found)
+    bad = violation(check_lifecycle, [spawned("a"), failed("a"), decided("a", "reboot")])
+    assert "unknown action 'reboot'" in str(bad)
+    with pytest.raises(InvariantViolation, match="unknown action"):
+        check_lifecycle([spawned("a"), failed("a"), decided("a", "stop", requested="nap")])
+
+
+def test_looks_complete() -> None:
+    assert not looks_complete([])
+    assert not looks_complete([spawned("a"), spawned("b"), ended("a")])
+    assert looks_complete([spawned("a"), spawned("b"), ended("a"), ended("b")])
+    assert not looks_complete([spawned("a"), ended("a"), spawned("a")])
 
 
 def test_no_serving_after_the_supervisor_ended() -> None:

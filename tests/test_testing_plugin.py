@@ -124,7 +124,9 @@ def test_fixtures_work_with_and_without_hypothesis(tmp_path: Path, mode: str) ->
         "test_a_broken_log_is_reported": "ERROR",
     }, done.stdout + done.stderr
     assert "add the autojump_clock fixture" in done.stdout
-    assert "agent 'a' is active" in done.stdout  # the invariant names the agent and event
+    # The invariant names the agent and the event; every agent ended, so the fixture ran the
+    # full set of checks (complete=True), which looks for unreplied requests first.
+    assert "request 1 of agent 'a' was received but never replied" in done.stdout
 
 
 def test_the_forbid_switch(tmp_path: Path) -> None:

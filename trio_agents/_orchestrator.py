@@ -64,6 +64,7 @@ from ._supervision import (
     RestartHistory,
     RestartLimit,
     RestartStrategy,
+    RestartType,
     SupervisorAction,
     SupervisorPolicy,
     decide,
@@ -212,6 +213,7 @@ class _Entry:
     limit: RestartLimit
     backoff: Backoff
     strategy: RestartStrategy
+    restart: RestartType = RestartType.TRANSIENT
 
 
 class AgentOrchestrator:
@@ -287,14 +289,19 @@ class AgentOrchestrator:
         restart_window: float | None = None,
         backoff: Backoff | None = None,
         strategy: RestartStrategy | None = None,
+        restart: RestartType = RestartType.TRANSIENT,
     ) -> None:
         """Register a top-level agent (supervised by the root).
 
         ``factory`` is called at every spawn and every restart, never here. The keyword
         arguments override the orchestrator's defaults for this entry; ``strategy`` is the
-        restart strategy for *this agent's children*.
+        restart strategy for *this agent's children*; ``restart`` is this agent's
+        :class:`RestartType` (``TRANSIENT``: the policy decides; ``PERMANENT``: restarted
+        after every failure its policy does not escalate; ``TEMPORARY``: never restarted).
         """
-        self._register(name, None, factory, max_restarts, restart_window, backoff, strategy)
+        self._register(
+            name, None, factory, max_restarts, restart_window, backoff, strategy, restart
+        )
 
     def add_child(
         self,
@@ -306,14 +313,18 @@ class AgentOrchestrator:
         restart_window: float | None = None,
         backoff: Backoff | None = None,
         strategy: RestartStrategy | None = None,
+        restart: RestartType = RestartType.TRANSIENT,
     ) -> None:
-        """Register an agent supervised by ``parent`` (which must be registered)."""
+        """Register an agent supervised by ``parent`` (which must be registered); the keyword
+        arguments are those of :meth:`add_agent`."""
         if parent not in self._entries:
             raise InvalidArgumentError(
                 f"cannot add child {name!r}: parent {parent!r} is not registered "
                 f"(registered: {sorted(self._entries) or 'none'})"
             )
-        self._register(name, parent, factory, max_restarts, restart_window, backoff, strategy)
+        self._register(
+            name, parent, factory, max_restarts, restart_window, backoff, strategy, restart
+        )
 
     def _register(
         self,
@@ -324,8 +335,14 @@ class AgentOrchestrator:
         restart_window: float | None,
         backoff: Backoff | None,
         strategy: RestartStrategy | None,
+        restart: RestartType,
     ) -> None:
         # Validate everything first, so that a bad call leaves the registry as it was.
+        if not isinstance(restart, RestartType):
+            raise InvalidArgumentError(
+                f"restart for {name!r} must be a RestartType (PERMANENT, TRANSIENT or "
+                f"TEMPORARY); got {restart!r}"
+            )
         if not isinstance(name, str) or not name or "/" in name:
             raise InvalidArgumentError(
                 f"agent name must be a non-empty str without '/', got {name!r}"
@@ -356,6 +373,7 @@ class AgentOrchestrator:
             strategy=_check_strategy(strategy)
             if strategy is not None
             else RestartStrategy.ONE_FOR_ONE,
+            restart=restart,
         )
         if self.mailbox is not None:
             self.mailbox.open(name)
@@ -1226,7 +1244,9 @@ class AgentSystem:
                 failure.add_note(
                     f"the supervisor policy returned {answer!r}, not a SupervisorAction; escalating"
                 )
-        siblings = [c.name for c in parent.started_children if c.running or c is cell]
+        running = [c for c in parent.started_children if c.running or c is cell]
+        siblings = [c.name for c in running]
+        temporary = [c.name for c in running if c.entry.restart is RestartType.TEMPORARY]
         decision: Decision = decide(
             failed=cell.name,
             requested=requested,
@@ -1237,6 +1257,8 @@ class AgentSystem:
             siblings=siblings,
             now=trio.current_time(),
             rng=self._orchestrator.rng,
+            restart_type=cell.entry.restart,
+            temporary=temporary,
         )
         cell.history = decision.history
         self._emit(
@@ -1256,12 +1278,24 @@ class AgentSystem:
             # Until each of them serves again, these siblings are this restart's to bring
             # back: if the restart is called off (cancelled) at any point, they come back.
             cell.restart_siblings = sorted(affected, key=order.index)
-            for sibling in affected:  # reverse start order
+            dropped = [self._cells[name] for name in decision.dropped]
+            stopping = sorted([*affected, *dropped], key=order.index, reverse=True)
+            for sibling in stopping:  # reverse start order
                 sibling.command = _Command.SUSPEND
                 sibling.command_reason = f"sibling {cell.path!r} is restarting"
                 if sibling.scope is not None:
                     sibling.scope.cancel(reason=sibling.command_reason)
                 await sibling.exited.wait()
+            for sibling in dropped:
+                # Temporary: taken down by the strategy, it ends instead of coming back.
+                self._finalize(
+                    sibling,
+                    AgentStatus.CANCELLED,
+                    AgentCancelled(
+                        reason=f"sibling {cell.path!r} restarted; a temporary agent is not "
+                        "restarted"
+                    ),
+                )
             if decision.delay > 0:
                 await trio.sleep(decision.delay)
             cell.restarts += 1

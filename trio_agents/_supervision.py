@@ -44,12 +44,29 @@ Rules
    order**, the order in which the shell stops them; the shell then starts the failed child and
    the affected siblings again in start order. The affected siblings' histories are not
    charged: only the failed child's restart counts against its limit.
-8. **Errors.** :func:`decide` raises :class:`~trio_agents.InvalidArgumentError` when ``failed``
+8. **Restart types** (:class:`RestartType`, Erlang/OTP's ``restart`` of a child spec). The
+   failed child's type changes the request before rules 2-7 apply:
+
+   * ``TRANSIENT`` (the default): the request is used as it is.
+   * ``PERMANENT``: the child is always supervised, so a STOP request is carried out as a
+     RESTART (``requested`` still says STOP): it counts, waits its backoff, brings the
+     strategy's siblings back, and past the limit escalates like any refused restart. An
+     ESCALATE request escalates.
+   * ``TEMPORARY``: never restarted; its failure is reported and dropped. Whatever was
+     requested, the action is STOP, nothing is counted (the history is returned unchanged),
+     nothing escalates and no sibling is affected.
+
+   Siblings named in ``temporary`` are never started again: when an allowed restart's strategy
+   takes them down they are listed in :attr:`Decision.dropped` instead of
+   :attr:`Decision.affected` (they end for good, as OTP terminates a temporary child that a
+   sibling's restart took down). ``affected + dropped`` is every sibling the strategy stops.
+9. **Errors.** :func:`decide` raises :class:`~trio_agents.InvalidArgumentError` when ``failed``
    is not among ``siblings`` (which must be the supervisor's running children, ``failed``
    included, in start order, with no duplicates), when ``requested`` is not a
-   :class:`SupervisorAction` or ``strategy`` not a :class:`RestartStrategy`, and when ``now``
-   is not a finite number. These checks happen before anything else, whatever the action.
-   Every other input gives a decision.
+   :class:`SupervisorAction`, ``strategy`` not a :class:`RestartStrategy` or
+   ``restart_type`` not a :class:`RestartType` or ``temporary`` not a collection of names,
+   and when ``now`` is not a finite number. These checks happen before anything else,
+   whatever the action. Every other input gives a decision.
 """
 
 from __future__ import annotations
@@ -57,7 +74,7 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import attrs
@@ -147,6 +164,25 @@ class RestartStrategy(enum.Enum):
     """Every running child of the supervisor restarts."""
     REST_FOR_ONE = "rest_for_one"
     """The failed child and the children started after it restart."""
+
+
+class RestartType(enum.Enum):
+    """When a supervised agent is started again (Erlang/OTP's restart types).
+
+    Set per registration (``AgentOrchestrator.add_agent(..., restart=...)``). In every type an
+    agent closed on purpose (its handle's ``aclose``, or its parent ending) ends for good, as a
+    child terminated by its supervisor does in OTP; the types differ in what a *failure* does.
+    """
+
+    PERMANENT = "permanent"
+    """Always supervised: restarted after any failure the policy does not escalate (a STOP
+    request restarts it too), within its restart limit."""
+    TRANSIENT = "transient"
+    """Restarted when the policy asks for it; stopped when it asks for that (the default)."""
+    TEMPORARY = "temporary"
+    """Never restarted: a failure ends it (reported, its requests answered) and is dropped:
+    not counted, not escalated, no sibling affected. Taken down by a sibling's restart, it
+    ends too instead of coming back."""
 
 
 @runtime_checkable
@@ -278,6 +314,9 @@ class Decision:
     affected: tuple[str, ...]
     """The other siblings to restart with it, in the order to stop them (reverse start order);
     empty unless :attr:`action` is :attr:`~SupervisorAction.RESTART`."""
+    dropped: tuple[str, ...] = ()
+    """The temporary siblings the strategy stops that are not started again (they end), in
+    reverse start order; empty unless :attr:`action` is :attr:`~SupervisorAction.RESTART`."""
     delay: float
     """Seconds to wait before restarting (0 unless :attr:`action` is
     :attr:`~SupervisorAction.RESTART`)."""
@@ -309,6 +348,14 @@ def _check_siblings(failed: str, siblings: Sequence[str]) -> int:
     return index
 
 
+def _check_names(value: object) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, Collection):
+        raise InvalidArgumentError(
+            f"temporary must be a collection of sibling names, not {value!r}"
+        )
+    return frozenset(value)
+
+
 def _affected(strategy: RestartStrategy, siblings: Sequence[str], index: int) -> tuple[str, ...]:
     if strategy is RestartStrategy.ONE_FOR_ONE:
         return ()
@@ -334,6 +381,8 @@ def decide(
     siblings: Sequence[str],
     now: float,
     rng: random.Random,
+    restart_type: RestartType = RestartType.TRANSIENT,
+    temporary: Collection[str] = (),
 ) -> Decision:
     """Decide what a supervisor does about the failure of its child ``failed``.
 
@@ -346,7 +395,9 @@ def decide(
     :param siblings: the supervisor's running children, ``failed`` included, in start order.
     :param now: the current time in seconds (trio's clock).
     :param rng: source of the backoff jitter.
-    :raises ~trio_agents.InvalidArgumentError: see rule 8 of the module documentation.
+    :param restart_type: the failed child's :class:`RestartType` (rule 8).
+    :param temporary: the siblings whose restart type is ``TEMPORARY`` (rule 8).
+    :raises ~trio_agents.InvalidArgumentError: see rule 9 of the module documentation.
 
     The rules are in the module documentation (:mod:`trio_agents._supervision`).
     """
@@ -361,9 +412,31 @@ def decide(
         )
     if not _is_number(now) or not math.isfinite(now):
         raise InvalidArgumentError(f"now must be a finite number of seconds; got {now!r}")
+    if not isinstance(restart_type, RestartType):
+        raise InvalidArgumentError(
+            "restart_type must be a RestartType (PERMANENT, TRANSIENT or TEMPORARY); "
+            f"got {restart_type!r}"
+        )
+    temporaries = _check_names(temporary)
     index = _check_siblings(failed, siblings)
 
-    if requested is not SupervisorAction.RESTART:
+    if restart_type is RestartType.TEMPORARY:
+        return Decision(
+            action=SupervisorAction.STOP,
+            requested=requested,
+            failed=failed,
+            affected=(),
+            delay=0.0,
+            history=history,
+            limit_exceeded=False,
+            reason=f"a temporary agent is never restarted: its failure is dropped "
+            f"(the policy asked to {requested.value})",
+        )
+    wanted = requested
+    if restart_type is RestartType.PERMANENT and requested is SupervisorAction.STOP:
+        wanted = SupervisorAction.RESTART
+
+    if wanted is not SupervisorAction.RESTART:
         verb = "stop the agent" if requested is SupervisorAction.STOP else "escalate the failure"
         return Decision(
             action=requested,
@@ -399,15 +472,18 @@ def decide(
             reason=f"restart limit {limit.max_restarts} {_limit_text(limit)} exceeded: escalating",
         )
 
+    stopped = _affected(strategy, siblings, index)
+    permanent = " (a permanent agent restarts when stopped)" if wanted is not requested else ""
     return Decision(
         action=SupervisorAction.RESTART,
         requested=requested,
         failed=failed,
-        affected=_affected(strategy, siblings, index),
+        affected=tuple(n for n in stopped if n not in temporaries),
+        dropped=tuple(n for n in stopped if n in temporaries),
         delay=backoff.delay(restart, rng),
         history=RestartHistory(
             consecutive=history.consecutive + 1, times=times, total=history.total + 1
         ),
         limit_exceeded=False,
-        reason=f"restart {restart} of {limit.max_restarts} {_limit_text(limit)}",
+        reason=f"restart {restart} of {limit.max_restarts} {_limit_text(limit)}{permanent}",
     )

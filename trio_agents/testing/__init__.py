@@ -16,12 +16,14 @@ from ._invariants import (
     check_cancelled_subtrees,
     check_deterministic,
     check_event_log,
+    check_lifecycle,
     check_no_serving_after_end,
     check_one_reply,
     check_restart_limits,
     check_same_events,
     check_statuses,
     check_usage,
+    looks_complete,
     restart_limits,
 )
 from ._models import (
@@ -36,7 +38,7 @@ from ._models import (
     tool_call,
 )
 from ._plans import DelegationPlan, DelegationStep
-from ._reference import ReferenceSnapshot, SupervisionReference
+from ._reference import ExpectedDecision, ReferenceSnapshot, SupervisionReference
 from ._trees import AgentTree, TreeNode, TreePolicy, Work, WorkItem, WorkModel, work_agent
 
 # --- end of the harness block
@@ -60,6 +62,7 @@ __all__ = [
     "LiveSystem",
     "Observation",
     "Op",
+    "ExpectedDecision",
     "ReferenceSnapshot",
     "SupervisionMachine",
     "SupervisionReference",
@@ -73,6 +76,7 @@ __all__ = [
     "check_cancelled_subtrees",
     "check_deterministic",
     "check_event_log",
+    "check_lifecycle",
     "check_no_serving_after_end",
     "check_one_reply",
     "check_restart_limits",
@@ -80,6 +84,7 @@ __all__ = [
     "check_statuses",
     "check_usage",
     "replay",
+    "looks_complete",
     "restart_limits",
     "work_agent",
     # end of the harness names

@@ -297,7 +297,16 @@ class FaultPlan:
         )
 
     def fault_for(self, index: int) -> Fault | None:
-        """The fault for call ``index`` (0-based), or ``None`` for a normal call."""
+        """The fault for call ``index`` (0-based), or ``None`` for a normal call.
+
+        :raises ~trio_agents.InvalidArgumentError: when ``index`` is not an int >= 0, as
+            ``at=`` does.
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidArgumentError(
+                f"FaultPlan.fault_for: index is a call index, an int >= 0 (0 = the first "
+                f"call); got {index!r}"
+            )
         for at, fault in self.at:
             if at == index:
                 return fault

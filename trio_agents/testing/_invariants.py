@@ -39,12 +39,14 @@ __all__ = [
     "check_cancelled_subtrees",
     "check_deterministic",
     "check_event_log",
+    "check_lifecycle",
     "check_no_serving_after_end",
     "check_one_reply",
     "check_restart_limits",
     "check_same_events",
     "check_statuses",
     "check_usage",
+    "looks_complete",
     "restart_limits",
 ]
 
@@ -331,7 +333,9 @@ def check_restart_limits(
 ) -> None:
     """Restarts never exceed the configured limit, and a restart within it is never refused.
 
-    Replays every decision with its requested action ``restart`` against the agent's
+    Replays every restart attempt (a decision that restarted, that the limit refused, or that
+    asked for a restart and escalated; a temporary agent's failure, carried out as a stop, is
+    not one) against the agent's
     :class:`~trio_agents.RestartLimit`, exactly as the rules say: in consecutive mode a
     success (a request replied with a result) resets the count; in window mode a restart
     ``window`` seconds old no longer counts. A restart the limit does not allow must have
@@ -351,7 +355,13 @@ def check_restart_limits(
         elif isinstance(event, AgentEnded):
             consecutive.pop(path, None)
             times.pop(path, None)
-        elif isinstance(event, SupervisorDecided) and event.requested == "restart":
+        elif isinstance(event, SupervisorDecided) and (
+            event.action == "restart"
+            or event.limit_exceeded
+            or (event.requested == "restart" and event.action == "escalate")
+        ):
+            # A restart attempt: asked for (or, for a permanent agent, a stop carried out as
+            # a restart). A temporary agent's restart request carried out as a stop is not.
             limit = table.get(path)
             if limit is None:
                 raise InvalidArgumentError(
@@ -391,6 +401,126 @@ def check_restart_limits(
                 consecutive[path] = consecutive.get(path, 0) + 1
                 if limit.window is not None:
                     times[path].append(event.time)
+
+
+# --------------------------------------------------------------------------- lifecycle order
+
+_END_STATUSES = frozenset({"completed", "failed", "cancelled"})
+_ACTIONS = frozenset({"restart", "stop", "escalate"})
+
+
+def check_lifecycle(events: Sequence[Event]) -> None:
+    """The lifecycle events of every agent come in a possible order.
+
+    Holds for any log, complete or not:
+
+    * times never go backwards;
+    * an :class:`~trio_agents.AgentEnded` status is ``completed``, ``failed`` or ``cancelled``,
+      and a :class:`~trio_agents.SupervisorDecided` action is ``restart``, ``stop`` or
+      ``escalate``;
+    * an agent is not spawned while it is up: between two ``AgentSpawned`` of one agent its
+      incarnation went down (``AgentFailed``, ``AgentSuspended``, ``AgentRestarted`` or
+      ``AgentEnded``);
+    * a child is spawned only after its parent was (a restarted parent starts its children
+      just before it reports its own new incarnation, so the parent's earlier spawn counts);
+    * a request is received only while its agent is up (after its spawn, before it went
+      down);
+    * an agent ends with no received request left unreplied (its queue may be answered
+      without being received, but what it took must be answered before ``AgentEnded``).
+    """
+    name = "lifecycle order"
+    last_time: float | None = None
+    up: dict[str, int] = {}  # path -> index of the AgentSpawned of its running incarnation
+    ever: set[str] = set()
+    unreplied: dict[str, dict[int, int]] = {}  # path -> request number -> index received
+    for index, event in enumerate(events):
+        path = event.agent
+        if last_time is not None and event.time < last_time:
+            raise InvariantViolation(
+                name,
+                f"time goes backwards: {_show(index, event)} comes after an event at "
+                f"t={last_time:g}",
+                agent=path,
+                index=index,
+            )
+        last_time = event.time
+        if isinstance(event, AgentSpawned):
+            if path in up:
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} is spawned again while its incarnation spawned at "
+                    f"#{up[path]} is up (no failure, suspension, restart or end between)",
+                    agent=path,
+                    index=index,
+                )
+            parent = _parent(path)
+            if parent is not None and parent not in ever:
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} is spawned but its parent {parent!r} never was",
+                    agent=path,
+                    index=index,
+                )
+            up[path] = index
+            ever.add(path)
+        elif isinstance(event, AgentFailed | AgentSuspended | AgentRestarted):
+            up.pop(path, None)
+        elif isinstance(event, AgentEnded):
+            if event.status not in _END_STATUSES:
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} ended with the unknown status {event.status!r} "
+                    f"(allowed: {', '.join(sorted(_END_STATUSES))})",
+                    agent=path,
+                    index=index,
+                )
+            waiting = unreplied.pop(path, {})
+            if waiting:
+                number, at = min(waiting.items())
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} ended with request {number} (received at #{at}) never replied",
+                    agent=path,
+                    index=index,
+                )
+            up.pop(path, None)
+        elif isinstance(event, SupervisorDecided):
+            if event.action not in _ACTIONS or event.requested not in _ACTIONS:
+                raise InvariantViolation(
+                    name,
+                    f"the supervisor of {path!r} decided the unknown action {event.action!r} "
+                    f"(requested {event.requested!r}; allowed: {', '.join(sorted(_ACTIONS))})",
+                    agent=path,
+                    index=index,
+                )
+        elif isinstance(event, RequestReceived):
+            if path not in up:
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} received request {event.request} while it was not up "
+                    + (
+                        "(before its first spawn)" if path not in ever else "(between incarnations)"
+                    ),
+                    agent=path,
+                    index=index,
+                )
+            unreplied.setdefault(path, {})[event.request] = index
+        elif isinstance(event, RequestReplied):
+            unreplied.get(path, {}).pop(event.request, None)
+
+
+def looks_complete(events: Sequence[Event]) -> bool:
+    """Whether the log shows a closed system: something was spawned, and every agent spawned
+    has ended since its last spawn (closing the system ends every agent)."""
+    alive: set[str] = set()
+    spawned = False
+    for event in events:
+        if isinstance(event, AgentSpawned):
+            alive.add(event.agent)
+            spawned = True
+        elif isinstance(event, AgentEnded):
+            alive.discard(event.agent)
+    return spawned and not alive
 
 
 # --------------------------------------------------------------------------- statuses
@@ -624,10 +754,11 @@ def check_event_log(
     limits: AgentOrchestrator | Mapping[str, RestartLimit] | None = None,
     statuses: Mapping[str, AgentStatus | None] | None = None,
 ) -> None:
-    """Run every checker that applies: replies, lifetimes, cancelled subtrees, cancellation
-    not counted, usage; restart limits when ``limits`` is given; statuses when ``statuses``
-    (live statuses by path) is given."""
+    """Run every checker that applies: replies, lifecycle order, lifetimes, cancelled
+    subtrees, cancellation not counted, usage; restart limits when ``limits`` is given;
+    statuses when ``statuses`` (live statuses by path) is given."""
     check_one_reply(events, complete=complete)
+    check_lifecycle(events)
     check_no_serving_after_end(events, complete=complete)
     check_cancelled_subtrees(events)
     check_cancellation_not_failure(events)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from hypothesis import event, note
+from hypothesis import event, note, target
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from hypothesis.strategies import SearchStrategy
 
 from .._agent import Agent
 from .._errors import InvalidArgumentError
-from .._orchestrator import AgentStatus
+from .._orchestrator import AgentStatus, SupervisorDecided
 from ._driver import Command, LiveSystem, Observation, Op, Trace, replay
 from ._invariants import check_event_log, check_same_events
 from ._reference import ReferenceSnapshot, SupervisionReference
@@ -70,8 +70,12 @@ class SupervisionMachine(RuleBasedStateMachine):
     """A hypothesis state machine that drives a live supervision tree and checks it.
 
     Rules: ``spawn`` an agent, ``send`` it a request (answer now, after some seconds, or
-    never), ``fail`` an idle agent (retryable or not), ``cancel`` or ``close`` it through its
-    handle, and ``tick`` the virtual clock. After every rule the live tree must agree with
+    never), ``fail`` an idle agent (retryable or not), ``fail_again`` the agent that failed
+    last (after its backoff, after a success, or queued behind a busy request), ``cancel`` or
+    ``close`` it through its handle, ``tick`` the virtual clock, and ``tick_to_window_edge``
+    (to the moment a restart leaves its window). After every rule the supervisor decisions
+    must be the predicted ones too (:class:`~trio_agents.testing.ExpectedDecision`).
+    After every rule the live tree must agree with
     :class:`~trio_agents.testing.SupervisionReference`, and the event log so far must pass
     :func:`~trio_agents.testing.check_event_log` (with the restart limits and the live
     statuses). At the end the system is closed, the complete log is checked, every request
@@ -111,6 +115,9 @@ class SupervisionMachine(RuleBasedStateMachine):
         self._limits: dict[str, Any] = {}
         self._paths: dict[str, str] = {}
         self._failed = False
+        self._focus: str | None = None
+        self._decisions_seen = 0
+        self._most_restarts = 0
 
     def build_agent(self, name: str) -> Agent:
         """Build the agent called ``name`` (called at every spawn and restart).
@@ -151,6 +158,8 @@ class SupervisionMachine(RuleBasedStateMachine):
         assert self.agent_tree is not None
         self.seed = seed
         self.reference = SupervisionReference(self.agent_tree)
+        self._focus = None
+        self._decisions_seen = 0
         self.live = LiveSystem(
             self.agent_tree, seed=seed, build_agent=self.build_agent, timeout=self.timeout
         )
@@ -188,12 +197,36 @@ class SupervisionMachine(RuleBasedStateMachine):
                 f"spawn raised {observation.spawn_error!r}, reference expects "
                 f"{expected_spawn_error!r}",
             )
+        problems += self._decision_differences()
         if problems:
             self._failed = True
             raise AssertionError(
                 f"after {command} (seed {self.seed}) the live system disagrees with the "
                 "reference model:\n  " + "\n  ".join(problems)
             )
+
+    def _decision_differences(self) -> list[str]:
+        """The supervisor decisions so far against the predicted ones: action, request,
+        siblings in stop order, and the backoff delay (which the clock checks too)."""
+        assert self.live is not None
+        assert self.reference is not None
+        live = [
+            (e.agent, e.action, e.requested, tuple(e.affected), e.delay)
+            for e in self.live.events
+            if isinstance(e, SupervisorDecided)
+        ]
+        want = [
+            (d.agent, d.action, d.requested, d.affected, d.delay) for d in self.reference.decisions
+        ]
+        if live == want:
+            return []
+        for index, (got, expected) in enumerate(zip(live, want, strict=False)):
+            if got != expected:
+                return [
+                    f"decision #{index}: live (agent, action, requested, affected, delay) = "
+                    f"{got!r}, reference {expected!r}"
+                ]
+        return [f"decisions: live made {len(live)}, reference predicts {len(want)}"]
 
     def _state(self, name: str) -> str:
         assert self.reference is not None
@@ -254,6 +287,71 @@ class SupervisionMachine(RuleBasedStateMachine):
         self.reference.send(name, id, work)
         event(f"a failure leaves the agent {self._state(name)}")
         self._run(Command(op=Op.SEND, agent=name, work=work, id=id))
+        self._focus = name
+        self._record_restarts()
+
+    @precondition(lambda self: self._open() and self._focus is not None)
+    @rule(
+        fatal=st.booleans(),
+        ok_first=st.booleans(),
+        busy=st.sampled_from([Work.OK, Work.OK, Work.SLEEP, Work.HANG]),
+    )
+    def fail_again(self, fatal: bool, ok_first: bool, busy: Work) -> None:
+        """Fail the agent that failed last once more, so that long fail/ok/fail sequences
+        reach restart limits: right away, after a success (which resets the consecutive
+        count), or behind a request it is busy with (the failure waits in its queue)."""
+        assert self.reference is not None
+        name = self._focus
+        assert name is not None
+        due = self.reference.restart_due(name)
+        if due is not None:  # wait out its backoff first
+            seconds = due - self.reference.now
+            self.reference.tick(seconds)
+            self._run(Command(op=Op.TICK, seconds=seconds))
+            if not self._open():
+                return
+        if self.reference.ended(name) or self.reference.status(name) is not AgentStatus.RUNNING:
+            return
+        if ok_first or not self.reference.idle(name):
+            seconds = self.sleep_seconds[0] if busy is Work.SLEEP else 0
+            first = busy if not self.reference.idle(name) or not ok_first else Work.OK
+            if first is not Work.OK:
+                event("a failure queued behind a busy request")
+            id = self._next_id()
+            self.reference.send(name, id, first, seconds)
+            self._run(Command(op=Op.SEND, agent=name, work=first, seconds=seconds, id=id))
+            if self.reference.closed or self.reference.ended(name):
+                return
+        work = Work.FATAL if fatal else Work.FAIL
+        id = self._next_id()
+        self.reference.send(name, id, work)
+        event(f"fail again leaves the agent {self._state(name)}")
+        self._run(Command(op=Op.SEND, agent=name, work=work, id=id))
+        self._record_restarts()
+
+    @precondition(lambda self: self._open() and bool(self.reference.window_edges()))
+    @rule()
+    def tick_to_window_edge(self) -> None:
+        """Move the clock exactly to the moment a restart leaves its window (the boundary of
+        a sliding-window limit)."""
+        assert self.reference is not None
+        seconds = self.reference.window_edges()[0] - self.reference.now
+        event("tick to a restart window's edge")
+        self.reference.tick(seconds)
+        self._run(Command(op=Op.TICK, seconds=seconds))
+
+    def _record_restarts(self) -> None:
+        assert self.reference is not None
+        assert self.agent_tree is not None
+        most = max((self.reference.restarts(n) for n in self.agent_tree.names()), default=0)
+        self._most_restarts = max(self._most_restarts, most)
+        for decision in self.reference.decisions[self._decisions_seen :]:
+            event(f"decision {decision.action} (asked {decision.requested})")
+            if decision.affected:
+                event("a restart took siblings with it")
+            if decision.delay > 0:
+                event("a restart waited a backoff")
+        self._decisions_seen = len(self.reference.decisions)
 
     @precondition(_open)
     @rule(index=_INDEX)
@@ -316,6 +414,8 @@ class SupervisionMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the system, check the complete log and the outcomes, then replay."""
+        # Steer the search towards long restart sequences (hypothesis' targeted search).
+        target(float(self._most_restarts), label="restarts of one agent")
         self._finish()
 
     def _finish(self) -> None:

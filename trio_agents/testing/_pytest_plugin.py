@@ -94,10 +94,12 @@ def agent_events(request: pytest.FixtureRequest) -> Iterator[list[Event]]:
     """A list to use as an ``event_sink`` (``event_sink=agent_events.append``).
 
     After the test, the log is checked with
-    :func:`~trio_agents.testing.check_event_log` (the checks that hold at any moment, so the
-    test need not close what it opened): a violation makes the test error, naming the agent
-    and the event. While it is in use (and so in every test using ``agent_orchestrator``),
-    real model requests are forbidden unless the test is marked ``allow_model_requests``.
+    :func:`~trio_agents.testing.check_event_log`: the checks that hold at any moment, and the
+    full set (``complete=True``) when the test closed the system, i.e. every agent it spawned
+    has ended (:func:`~trio_agents.testing.looks_complete`). A violation makes the test
+    error, naming the agent and the event. While it is in use (and so in every test using
+    ``agent_orchestrator``), real model requests are forbidden unless the test is marked
+    ``allow_model_requests``.
     """
     events: list[Event] = []
     if request.node.get_closest_marker("allow_model_requests"):
@@ -105,9 +107,9 @@ def agent_events(request: pytest.FixtureRequest) -> Iterator[list[Event]]:
     else:
         with _override(False):
             yield events
-    from trio_agents.testing import check_event_log
+    from trio_agents.testing import check_event_log, looks_complete
 
-    check_event_log(events)
+    check_event_log(events, complete=looks_complete(events))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ The rules it encodes:
    ``hang`` never; ``fail``/``fatal`` fail the agent's incarnation (a retryable
    ``ModelOverloaded`` / a non-retryable ``AuthenticationError``). The failing request gets
    that error as its reply. A success resets the consecutive restart count.
-2. When an incarnation fails, its whole subtree is torn down first (rule 10), then the
+2. When an incarnation fails, its whole subtree is torn down first (rule 11), then the
    supervisor's policy is asked (``TreeNode.on_retryable`` / ``on_fatal``; an escalated child
    failure is not retryable) and the restart limit applied.
 3. RESTART: the failed agent and the siblings its supervisor's strategy names (running ones
@@ -48,7 +48,15 @@ The rules it encodes:
 9. Sending to an agent that has ended answers at once with the error it ended with
    (``AgentStopped`` after completion); a new spawn of an ended agent starts afresh: new queue,
    fresh restart history.
-10. Teardown: a request whose run is cut short by the tree -- an agent torn down with a failed
+10. The policy is the tree's: each node's ``on_retryable``/``on_fatal`` when
+    :attr:`~trio_agents.testing.AgentTree.supervisor` is ``None``;
+    :class:`~trio_agents.DefaultSupervisor`'s written rule (retryable: restart, else stop);
+    any other policy is asked with an error of the same type (one that raises or answers a
+    non-action escalates). Then the restart type applies first: a temporary agent's failure
+    is a stop (not counted, never escalated), a permanent agent's stop request is a restart;
+    a temporary sibling taken down by a restart ends ``cancelled`` instead of coming back.
+    Every decision is recorded (:attr:`SupervisionReference.decisions`).
+11. Teardown: a request whose run is cut short by the tree -- an agent torn down with a failed
     parent, a restarting sibling or an escalation, or an agent whose own run a child's
     escalation interrupted -- is answered ``AgentCancelled`` at that moment, before any
     decision or backoff.
@@ -60,18 +68,38 @@ from collections import deque
 
 import attrs
 
-from .._errors import InvalidArgumentError
+from .._errors import AuthenticationError, ChildFailed, InvalidArgumentError, ModelOverloaded
 from .._orchestrator import AgentStatus
-from .._supervision import RestartStrategy, SupervisorAction
+from .._supervision import DefaultSupervisor, RestartStrategy, RestartType, SupervisorAction
 from ._trees import AgentTree, TreeNode, Work
 
-__all__ = ["ReferenceSnapshot", "SupervisionReference"]
+__all__ = ["ExpectedDecision", "ReferenceSnapshot", "SupervisionReference"]
+
+# --------------------------------------------------------------------------- replies
+# Every reply this model predicts for a request that did not succeed is named here, in one
+# place, so that a change of the shell's reply rules is one edit.
+
+REPLY_RETRYABLE = "ModelOverloaded"
+"""The failing request of a ``fail`` order."""
+REPLY_FATAL = "AuthenticationError"
+"""The failing request of a ``fatal`` order."""
+REPLY_INTERRUPTED = "AgentCancelled"
+"""A request whose run the tree cut short (rule 11), answered at the teardown."""
+REPLY_STOPPED = "AgentStopped"
+"""Waiting requests of an agent its supervisor stopped (and of its subtree), and sends to a
+closed or completed agent."""
+REPLY_ESCALATED = "AgentEscalated"
+"""Waiting requests of an agent whose failure escalated."""
+REPLY_CANCELLED = "AgentCancelled"
+"""Waiting requests of an agent cancelled by its handle, by its parent's end, by the end of
+the system, or dropped (temporary) by a sibling's restart."""
 
 _RUNNING = AgentStatus.RUNNING
 _RESTARTING = AgentStatus.RESTARTING
 _COMPLETED = AgentStatus.COMPLETED
 _FAILED = AgentStatus.FAILED
 _CANCELLED = AgentStatus.CANCELLED
+_TEMPORARY = RestartType.TEMPORARY
 
 OK = "ok"
 """The outcome of a request answered with a result."""
@@ -136,6 +164,23 @@ class ReferenceSnapshot:
     """Path of the agent whose escalated failure ended the system, if one did."""
 
 
+@attrs.frozen(kw_only=True)
+class ExpectedDecision:
+    """A supervisor decision the model predicts; compare with
+    :class:`~trio_agents.SupervisorDecided` events."""
+
+    agent: str
+    """Path of the failed agent."""
+    action: str
+    """The action carried out (``"restart"``, ``"stop"``, ``"escalate"``)."""
+    requested: str
+    """The action the policy asked for."""
+    affected: tuple[str, ...]
+    """Siblings restarted with it, in stop order (reverse start order)."""
+    delay: float
+    """The backoff delay before the restart."""
+
+
 class SupervisionReference:
     """Predicts a supervision tree of :func:`~trio_agents.testing.work_agent` agents.
 
@@ -144,7 +189,7 @@ class SupervisionReference:
     Feed it the commands the live system gets, in the same order, and compare. Requests and
     closes carry ids chosen by the caller; their outcomes are ``"ok"``, the name of the error
     class (``"ModelOverloaded"``, ``"AuthenticationError"``, ``"AgentCancelled"``,
-    ``"AgentStopped"``, ``"AgentEscalated"``), or ``None`` while they wait.
+    ``"AgentStopped"``), or ``None`` while they wait.
     """
 
     def __init__(self, tree: AgentTree) -> None:
@@ -163,6 +208,8 @@ class SupervisionReference:
             parent = self._root if parent_name is None else self._agents[parent_name]
             self._agents[node.name] = _Agent(node, node.name, parent, tree.path_of(node.name))
         self._outcomes: dict[int, str | None] = {}
+        self.decisions: list[ExpectedDecision] = []
+        """Every supervisor decision so far, in order."""
         self._sequence = 0
         self._resume: list[_Agent] = []
 
@@ -195,6 +242,24 @@ class SupervisionReference:
             and not agent.closing
             and not agent.stopping
         )
+
+    def restart_due(self, name: str) -> float | None:
+        """When ``name``'s pending restart happens (it waits out a backoff), else ``None``."""
+        agent = self._agent(name)
+        if agent.timer is None or agent.current is not None or agent.done:
+            return None
+        return agent.timer[0]
+
+    def window_edges(self) -> list[float]:
+        """Future moments at which a restart of an agent in window mode becomes exactly one
+        window old (the boundary of its restart limit), soonest first."""
+        edges: set[float] = set()
+        for agent in self._agents.values():
+            window = agent.node.restart_window if agent.node is not None else None
+            if window is None or window == float("inf") or agent.done:
+                continue
+            edges.update(t + window for t in agent.times if t + window > self.now)
+        return sorted(edges)
 
     def spawned(self, name: str) -> bool:
         """Whether ``name`` was ever spawned (so it has a handle)."""
@@ -268,10 +333,10 @@ class SupervisionReference:
             raise InvalidArgumentError(f"agent {name!r} was never spawned; it has no handle")
         self._outcomes[id] = None
         if agent.done:
-            self._outcomes[id] = agent.end_error or "AgentStopped"
+            self._outcomes[id] = agent.end_error or REPLY_STOPPED
             return
         if agent.closing:
-            self._outcomes[id] = "AgentStopped"
+            self._outcomes[id] = REPLY_STOPPED
             return
         agent.queue.append(_Request(id, work, seconds))
         self._serve(agent)
@@ -284,7 +349,7 @@ class SupervisionReference:
         if agent.status is None or agent.done:
             return
         pending = agent.affected if agent.timer is not None and not agent.running else []
-        self._finalize(agent, _CANCELLED, "AgentCancelled")
+        self._finalize(agent, _CANCELLED, REPLY_CANCELLED)
         parent = agent.parent
         assert parent is not None
         for sibling in sorted(pending, key=parent.started.index):
@@ -391,8 +456,8 @@ class SupervisionReference:
                 agent.current = request
             else:
                 retryable = request.work is Work.FAIL
-                self._reply(request, "ModelOverloaded" if retryable else "AuthenticationError")
-                self._fail(agent, retryable=retryable, origin=agent.path)
+                self._reply(request, REPLY_RETRYABLE if retryable else REPLY_FATAL)
+                self._fail(agent, kind="retryable" if retryable else "fatal", origin=agent.path)
                 return
 
     def _succeed(self, agent: _Agent, request: _Request) -> None:
@@ -418,13 +483,13 @@ class SupervisionReference:
 
     def _teardown(self, agent: _Agent) -> None:
         """Cancel an agent's task and its subtree's from outside: their runs are answered now,
-        their queues wait for their fate (rule 10)."""
+        their queues wait for their fate (rule 11)."""
         if agent.done or agent.status is None:
             return
         for child in agent.started:
             self._teardown(child)
         if agent.current is not None:
-            self._reply(agent.current, "AgentCancelled")
+            self._reply(agent.current, REPLY_INTERRUPTED)
             agent.current = None
         agent.timer = None
         agent.stopping = False
@@ -433,12 +498,36 @@ class SupervisionReference:
         if agent.running:
             agent.status = _RESTARTING
 
-    def _fail(self, agent: _Agent, *, retryable: bool, origin: str) -> None:
+    def _requested(self, agent: _Agent, kind: str, origin: str) -> SupervisorAction:
+        """What the tree's policy asks for. ``kind``: ``"retryable"``, ``"fatal"`` or
+        ``"child"`` (an escalated child failure, which is not retryable)."""
+        node = agent.node
+        assert node is not None
+        policy = self.tree.supervisor
+        if policy is None:
+            return node.on_retryable if kind == "retryable" else node.on_fatal
+        if type(policy) is DefaultSupervisor:
+            # Written from its rule, not called: restart retryable errors, stop the rest.
+            return SupervisorAction.RESTART if kind == "retryable" else SupervisorAction.STOP
+        # A user's policy is the oracle for itself: asked with an error of the same type.
+        error: BaseException
+        if kind == "retryable":
+            error = ModelOverloaded(f"{agent.name}: injected overload")
+        else:
+            fatal = AuthenticationError(f"{agent.name}: injected fatal error")
+            error = fatal if kind == "fatal" else ChildFailed(origin, fatal)
+        try:
+            answer: object = policy.on_agent_error(agent.name, error)
+        except Exception:
+            return SupervisorAction.ESCALATE  # a policy that raises fails closed
+        return answer if isinstance(answer, SupervisorAction) else SupervisorAction.ESCALATE
+
+    def _fail(self, agent: _Agent, *, kind: str, origin: str) -> None:
         """Rule 2: the incarnation of ``agent`` failed."""
         for child in agent.started:
             self._teardown(child)
         if agent.current is not None:  # a child's failure interrupted its own request
-            self._reply(agent.current, "AgentCancelled")
+            self._reply(agent.current, REPLY_INTERRUPTED)
             agent.current = None
         agent.timer = None
         agent.stopping = False
@@ -447,9 +536,13 @@ class SupervisionReference:
         assert node is not None
         parent = agent.parent
         assert parent is not None
-        requested = node.on_retryable if retryable else node.on_fatal
+        requested = self._requested(agent, kind, origin)
         action = requested
-        if requested is SupervisorAction.RESTART:
+        if node.restart is RestartType.TEMPORARY:
+            action = SupervisorAction.STOP  # never restarted, never escalated, not counted
+        elif node.restart is RestartType.PERMANENT and requested is SupervisorAction.STOP:
+            action = SupervisorAction.RESTART
+        if action is SupervisorAction.RESTART:
             window = node.restart_window
             if window is None:
                 allowed = agent.consecutive < node.max_restarts
@@ -464,12 +557,21 @@ class SupervisionReference:
                 agent.consecutive += 1
                 agent.total += 1
                 agent.times = times
-                self._restart_later(agent, parent, number)
+                self._restart_later(agent, parent, number, requested)
                 return
             action = SupervisorAction.ESCALATE
+        self.decisions.append(
+            ExpectedDecision(
+                agent=agent.path,
+                action=action.value,
+                requested=requested.value,
+                affected=(),
+                delay=0.0,
+            )
+        )
         if action is SupervisorAction.STOP:
             agent.status = _RESTARTING  # between incarnations until finalized
-            self._finalize(agent, _FAILED, "AgentStopped")
+            self._finalize(agent, _FAILED, REPLY_STOPPED)
             return
         agent.escalated = True
         agent.status = _FAILED
@@ -477,9 +579,11 @@ class SupervisionReference:
             self.system_error = origin
             self._end_system()
         else:
-            self._fail(parent, retryable=False, origin=origin)
+            self._fail(parent, kind="child", origin=origin)
 
-    def _restart_later(self, agent: _Agent, parent: _Agent, number: int) -> None:
+    def _restart_later(
+        self, agent: _Agent, parent: _Agent, number: int, requested: SupervisorAction
+    ) -> None:
         agent.status = _RESTARTING
         node = agent.node
         assert node is not None
@@ -492,12 +596,25 @@ class SupervisionReference:
             affected = siblings[index + 1 :]
         else:
             affected = []
-        for sibling in reversed(affected):
+        for sibling in reversed(affected):  # stop order: youngest first
             self._teardown(sibling)
+        dropped = [s for s in affected if s.node is not None and s.node.restart is _TEMPORARY]
+        affected = [s for s in affected if s not in dropped]
         agent.affected = affected
         delay = 0.0
         if node.backoff > 0 and node.max_backoff > 0:
             delay = min(node.max_backoff, node.backoff * 2.0 ** (number - 1))
+        self.decisions.append(
+            ExpectedDecision(
+                agent=agent.path,
+                action="restart",
+                requested=requested.value,
+                affected=tuple(s.name for s in reversed(affected)),
+                delay=delay,
+            )
+        )
+        for sibling in dropped:  # temporary: stopped with the others, then ended
+            self._finalize(sibling, _CANCELLED, REPLY_CANCELLED)
         if delay > 0:
             self._schedule(agent, delay)
         else:
@@ -527,12 +644,12 @@ class SupervisionReference:
                 continue
             stopped = node_status is _FAILED and not node.escalated
             if node.escalated:
-                node_status, node_error = _FAILED, "AgentEscalated"
+                node_status, node_error = _FAILED, REPLY_ESCALATED
             node.status = node_status
             node.end_error = node_error
             node.wanted = False
             node.done = True
-            reply = node_error or "AgentStopped"
+            reply = node_error or REPLY_STOPPED
             for request in (node.current, *node.queue):
                 if request is not None:
                     self._reply(request, reply)
@@ -546,7 +663,7 @@ class SupervisionReference:
                 self._outcomes[waiter] = OK if node_status is _COMPLETED else node_error
             node.close_waiters = []
             child_status = _FAILED if stopped else _CANCELLED
-            child_error = "AgentStopped" if stopped else "AgentCancelled"
+            child_error = REPLY_STOPPED if stopped else REPLY_CANCELLED
             for child in node.started:
                 stack.append((child, child_status, child_error))
             parent = node.parent
@@ -564,7 +681,7 @@ class SupervisionReference:
         for agent in self._root.started:
             self._teardown(agent)
         for agent in self._root.started:
-            self._finalize(agent, _CANCELLED, "AgentCancelled")
+            self._finalize(agent, _CANCELLED, REPLY_CANCELLED)
         self._resume.clear()
         self._root.status = _CANCELLED
         self.closed = True

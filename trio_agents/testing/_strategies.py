@@ -61,7 +61,13 @@ from .._models import (
     ToolDefinition,
 )
 from .._serde import event_classes
-from .._supervision import RestartStrategy, SupervisorAction
+from .._supervision import (
+    DefaultSupervisor,
+    RestartStrategy,
+    RestartType,
+    SupervisorAction,
+    SupervisorPolicy,
+)
 from ._driver import Command, Op
 from ._faults import Fault, FaultKind, FaultPlan
 from ._plans import DelegationPlan, DelegationStep
@@ -515,6 +521,15 @@ def restart_strategies() -> SearchStrategy[RestartStrategy]:
     return st.sampled_from(RestartStrategy)
 
 
+_RESTART_TYPES = (
+    RestartType.TRANSIENT,
+    RestartType.TRANSIENT,
+    RestartType.PERMANENT,
+    RestartType.TEMPORARY,
+)
+_SUPERVISORS: tuple[SupervisorPolicy | None, ...] = (None, None, DefaultSupervisor())
+
+
 def tree_nodes(
     name: str,
     children: Sequence[TreeNode] = (),
@@ -522,13 +537,14 @@ def tree_nodes(
     max_restarts: SearchStrategy[int] | None = None,
     restart_windows: Sequence[float | None] = (None, None, 1.0, 2.0, 5.0, math.inf),
     backoffs: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+    restart_types: Sequence[RestartType] = _RESTART_TYPES,
 ) -> SearchStrategy[TreeNode]:
     """:class:`~trio_agents.testing.TreeNode` values called ``name`` with these children and
     drawn supervision settings.
 
     Restarting retryable errors and stopping the others are the most likely choices; every
-    other action comes up too. Windows and backoffs are drawn from the given values (binary
-    fractions keep virtual-time arithmetic exact); the backoff never jitters.
+    other action comes up too. Windows, backoffs and restart types are drawn from the given
+    values (binary fractions keep virtual-time arithmetic exact); the backoff never jitters.
     """
     return st.builds(
         TreeNode,
@@ -540,6 +556,7 @@ def tree_nodes(
         strategy=restart_strategies(),
         on_retryable=st.sampled_from(_ACTIONS_ON_RETRYABLE),
         on_fatal=st.sampled_from(_ACTIONS_ON_FATAL),
+        restart=st.sampled_from(tuple(restart_types)),
     )
 
 
@@ -551,11 +568,15 @@ def agent_trees(
     max_restarts: SearchStrategy[int] | None = None,
     restart_windows: Sequence[float | None] = (None, None, 1.0, 2.0, 5.0, math.inf),
     backoffs: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+    restart_types: Sequence[RestartType] = _RESTART_TYPES,
+    supervisors: Sequence[SupervisorPolicy | None] = _SUPERVISORS,
 ) -> SearchStrategy[AgentTree]:
     """Supervision trees (:class:`~trio_agents.testing.AgentTree`) of 1 to ``max_agents``
     agents, at most ``max_depth`` levels deep with at most ``max_children`` children per
-    agent (and per root), with drawn restart limits, windows, backoffs, strategies and policies
-    (see :func:`tree_nodes`).
+    agent (and per root), with drawn restart limits, windows, backoffs, strategies, restart
+    types and policies (see :func:`tree_nodes`). ``supervisors`` are the tree-wide policies to
+    draw from (``None``: each node's own actions; the default also draws
+    :class:`~trio_agents.DefaultSupervisor`).
 
     Agents are named by their position: ``"a"``, ``"b"`` at the top, ``"a1"``, ``"a2"``
     under ``"a"``, ``"a1a"`` under ``"a1"``, and so on. Shrinks towards one agent.
@@ -571,6 +592,7 @@ def agent_trees(
         "max_restarts": max_restarts,
         "restart_windows": restart_windows,
         "backoffs": backoffs,
+        "restart_types": restart_types,
     }
 
     @st.composite
@@ -601,7 +623,11 @@ def agent_trees(
             if budget[0] <= 0:
                 break
             roots.append(node(label("", index), 1))
-        return AgentTree(roots=tuple(roots), strategy=draw(restart_strategies()))
+        return AgentTree(
+            roots=tuple(roots),
+            strategy=draw(restart_strategies()),
+            supervisor=draw(st.sampled_from(tuple(supervisors))),
+        )
 
     return build()
 

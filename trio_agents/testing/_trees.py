@@ -24,7 +24,14 @@ from .._errors import AuthenticationError, InvalidArgumentError, ModelOverloaded
 from .._messages import AssistantMessage, TextBlock, UserMessage
 from .._models import Model, ModelRequest, StreamEvent
 from .._orchestrator import AgentOrchestrator
-from .._supervision import Backoff, RestartLimit, RestartStrategy, SupervisorAction
+from .._supervision import (
+    Backoff,
+    RestartLimit,
+    RestartStrategy,
+    RestartType,
+    SupervisorAction,
+    SupervisorPolicy,
+)
 from ._models import FunctionModel
 
 __all__ = [
@@ -91,6 +98,22 @@ def _strategy(instance: object, attribute: attrs.Attribute[Any], value: object) 
         )
 
 
+def _restart_type(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, RestartType):
+        raise InvalidArgumentError(
+            f"TreeNode.restart must be a RestartType (PERMANENT, TRANSIENT or TEMPORARY); "
+            f"got {value!r}"
+        )
+
+
+def _supervisor(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, SupervisorPolicy):
+        raise InvalidArgumentError(
+            "AgentTree.supervisor must be None (each node's on_retryable/on_fatal) or a "
+            f"SupervisorPolicy (an on_agent_error(name, error) method); got {value!r}"
+        )
+
+
 def _children(value: object) -> tuple[TreeNode, ...]:
     if isinstance(value, TreeNode):
         raise InvalidArgumentError("children must be a sequence of TreeNode; wrap one: (node,)")
@@ -138,6 +161,8 @@ class TreeNode:
     """What its supervisor does when it fails with a retryable error."""
     on_fatal: SupervisorAction = attrs.field(default=SupervisorAction.STOP, validator=_action)
     """What its supervisor does when it fails with any other error."""
+    restart: RestartType = attrs.field(default=RestartType.TRANSIENT, validator=_restart_type)
+    """Its :class:`~trio_agents.RestartType`."""
 
     @property
     def limit(self) -> RestartLimit:
@@ -186,6 +211,13 @@ class AgentTree:
         default=RestartStrategy.ONE_FOR_ONE, validator=_strategy
     )
     """Restart strategy of the root for the top-level agents."""
+    supervisor: SupervisorPolicy | None = attrs.field(default=None, validator=_supervisor, eq=False)
+    """The policy of the whole tree: ``None`` for :meth:`policy` (each node's
+    :attr:`~TreeNode.on_retryable` / :attr:`~TreeNode.on_fatal`), or your own
+    :class:`~trio_agents.SupervisorPolicy` (for example :class:`~trio_agents.DefaultSupervisor`)
+    so that the harness tests the policy you run. It must decide from the agent's name and the
+    error's type and attributes (it is asked again by the reference model with errors of the
+    same types), and its answers must not depend on earlier calls."""
 
     def nodes(self) -> list[TreeNode]:
         """Every node, depth first, in registration order (parents before children)."""
@@ -232,9 +264,11 @@ class AgentTree:
 
         ``orchestrator_options`` go to :class:`~trio_agents.AgentOrchestrator` (e.g.
         ``event_sink``, ``rng``, ``channel_buffer``); ``supervisor`` defaults to
-        :meth:`policy` and ``strategy`` to :attr:`strategy`.
+        :attr:`supervisor`, else :meth:`policy`, and ``strategy`` to :attr:`strategy`.
         """
-        orchestrator_options.setdefault("supervisor", self.policy())
+        orchestrator_options.setdefault(
+            "supervisor", self.supervisor if self.supervisor is not None else self.policy()
+        )
         orchestrator_options.setdefault("strategy", self.strategy)
         orchestrator = AgentOrchestrator(**orchestrator_options)
         for root in self.roots:
@@ -244,6 +278,7 @@ class AgentTree:
                     "restart_window": node.restart_window,
                     "backoff": node.backoff_policy,
                     "strategy": node.strategy,
+                    "restart": node.restart,
                 }
                 build = _bind(factory, node.name)
                 if parent is None:
