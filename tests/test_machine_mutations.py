@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _fresh import in_fresh_interpreter
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -43,6 +44,12 @@ class _SmallTrees(_Machine):
     tree = agent_trees(max_depth=2, max_children=3, max_agents=4)
 
 
+class _FlatTrees(_Machine):
+    """One level of up to four agents: the strategies' sibling sets at their plainest."""
+
+    tree = agent_trees(max_depth=1, max_children=4, max_agents=4)
+
+
 def _settings(examples: int) -> settings:
     return settings(
         max_examples=examples,
@@ -56,14 +63,14 @@ def _settings(examples: int) -> settings:
 
 
 def _machine_catches_it() -> str:
-    """Run the machine on default trees, then on small ones; it must fail on one of them.
-    Returns its message."""
-    for machine in (_Machine, _SmallTrees):
+    """Run the machine on default trees, then on small ones, then on flat ones; it must fail
+    on one of them. Returns its message."""
+    for machine in (_Machine, _SmallTrees, _FlatTrees):
         try:
             run_state_machine_as_test(machine, settings=_settings(EXAMPLES))
         except AssertionError as exc:  # a disagreement or a broken invariant
             return str(exc)
-    pytest.fail(f"the supervision machine passed the mutant in 2 x {EXAMPLES} examples")
+    pytest.fail(f"the supervision machine passed the mutant in 3 x {EXAMPLES} examples")
 
 
 def _mutant(function: Callable[..., Any], old: str, new: str) -> Callable[..., Any]:
@@ -87,6 +94,7 @@ def _patch_decide(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
 # --------------------------------------------------------------------------- the control
 
 
+@in_fresh_interpreter
 def test_the_machine_passes_the_unbroken_code() -> None:
     for machine in (_Machine, _SmallTrees):
         run_state_machine_as_test(machine, settings=_settings(60))
@@ -95,17 +103,20 @@ def test_the_machine_passes_the_unbroken_code() -> None:
 # --------------------------------------------------------------------------- decision core
 
 
+@in_fresh_interpreter
 def test_window_boundary_moved(monkeypatch: pytest.MonkeyPatch) -> None:
     """A restart exactly ``window`` seconds old still counts."""
     _patch_decide(monkeypatch, "if now - t < window", "if now - t <= window")
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_success_does_not_reset_the_consecutive_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RestartHistory, "record_success", lambda self: self)
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_backoff_step_counted_from_the_wrong_number(monkeypatch: pytest.MonkeyPatch) -> None:
     """The backoff of restart ``n`` uses step ``n + 1``."""
     decide = _mutant(
@@ -115,6 +126,7 @@ def test_backoff_step_counted_from_the_wrong_number(monkeypatch: pytest.MonkeyPa
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_one_for_all_skips_a_sibling(monkeypatch: pytest.MonkeyPatch) -> None:
     """ONE_FOR_ALL forgets the oldest sibling."""
     affected = _mutant(
@@ -126,6 +138,7 @@ def test_one_for_all_skips_a_sibling(monkeypatch: pytest.MonkeyPatch) -> None:
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_one_for_all_siblings_in_start_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """ONE_FOR_ALL lists (and so stops) the siblings oldest first."""
     affected = _mutant(
@@ -135,6 +148,7 @@ def test_one_for_all_siblings_in_start_order(monkeypatch: pytest.MonkeyPatch) ->
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_rest_for_one_takes_the_older_siblings(monkeypatch: pytest.MonkeyPatch) -> None:
     affected = _mutant(
         supervision_module._affected,
@@ -145,16 +159,19 @@ def test_rest_for_one_takes_the_older_siblings(monkeypatch: pytest.MonkeyPatch) 
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_a_temporary_agent_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_decide(monkeypatch, "if restart_type is RestartType.TEMPORARY:", "if False:")
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_a_permanent_agent_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_decide(monkeypatch, "wanted = SupervisorAction.RESTART", "wanted = requested")
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_a_temporary_sibling_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_decide(monkeypatch, "if n not in temporaries", "if n")
     _machine_catches_it()
@@ -163,6 +180,7 @@ def test_a_temporary_sibling_comes_back(monkeypatch: pytest.MonkeyPatch) -> None
 # --------------------------------------------------------------------------- policy and shell
 
 
+@in_fresh_interpreter
 def test_default_policy_restarts_non_retryable_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         DefaultSupervisor, "on_agent_error", lambda self, name, error: SupervisorAction.RESTART
@@ -170,6 +188,7 @@ def test_default_policy_restarts_non_retryable_errors(monkeypatch: pytest.Monkey
     _machine_catches_it()
 
 
+@in_fresh_interpreter
 def test_no_reply_on_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     original = orchestrator_module.AgentSystem._reply
 

@@ -12,6 +12,7 @@ at a time and show that the machine notices.
 from __future__ import annotations
 
 import pytest
+from _fresh import in_fresh_interpreter
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -221,6 +222,7 @@ def _machine_fails() -> str:
     return str(info.value)
 
 
+@in_fresh_interpreter
 def test_mutation_no_reply_on_stop_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Break rule "every request gets a reply": a STOP no longer answers waiting requests."""
     original = orchestrator_module.AgentSystem._reply
@@ -249,6 +251,7 @@ def test_mutation_no_reply_on_stop_is_caught(monkeypatch: pytest.MonkeyPatch) ->
     assert "AgentStopped" in message  # the reply the queued request did not get
 
 
+@in_fresh_interpreter
 def test_mutation_one_restart_too_many_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Break the restart limit: every agent gets one restart more than configured."""
     original = orchestrator_module.decide
@@ -263,6 +266,7 @@ def test_mutation_one_restart_too_many_is_caught(monkeypatch: pytest.MonkeyPatch
     assert "restart" in message
 
 
+@in_fresh_interpreter
 def test_mutation_stop_leaves_children_running_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -284,6 +288,7 @@ def test_mutation_stop_leaves_children_running_is_caught(
     _machine_fails()
 
 
+@in_fresh_interpreter
 def test_mutation_policy_ignored_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Break the policy: every failure is restarted, whatever the supervisor asked."""
     original = orchestrator_module.decide
