@@ -36,7 +36,7 @@ class Animal:
 
 
 async def test_a_typed_answer_through_response_format(llama_server: LlamaServer) -> None:
-    model = OpenAIModel(llama_server.model_name, base_url=llama_server.openai_url, timeout=120)
+    model = OpenAIModel(llama_server.model_name, base_url=llama_server.openai_url, read_timeout=120)
     settings = ModelSettings(max_tokens=64, temperature=0.0, seed=1)
     async with model:
         agent = Agent(model, output_type=Animal, settings=settings, output_retries=2)
