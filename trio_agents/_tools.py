@@ -338,14 +338,33 @@ def _is_dataclass(hint: Any) -> bool:
     )
 
 
-def _record_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
-    """The schema of a dataclass or a TypedDict: an object of its (annotated) fields."""
+def _class_hints(cls: type, seen: tuple[type, ...], kind: str) -> dict[str, Any]:
+    """The resolved annotations of a record class whose schema is being built."""
     if cls in seen:
-        raise _Unsupported(cls, "recursive classes are not supported")
+        raise _Unsupported(cls, f"recursive {kind} are not supported")
     try:
-        hints = typing.get_type_hints(cls, include_extras=True)
+        return typing.get_type_hints(cls, include_extras=True)
     except Exception as exc:
         raise _Unsupported(cls, f"its annotations cannot be resolved ({exc})") from None
+
+
+def _object_schema(properties: dict[str, Any], required: list[str], doc: str) -> dict[str, Any]:
+    """A closed JSON object schema, described by the first paragraph of ``doc``."""
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+    description = _first_paragraph(inspect.cleandoc(doc).splitlines())
+    if description:
+        result["description"] = description
+    return result
+
+
+def _record_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
+    """The schema of a dataclass or a TypedDict: an object of its (annotated) fields."""
+    hints = _class_hints(cls, seen, "classes")
     properties: dict[str, Any] = {}
     required: list[str] = []
     if typing.is_typeddict(cls):
@@ -370,28 +389,14 @@ def _record_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
                 if value is not _NO_DEFAULT:
                     schema["default"] = value
             properties[field.name] = schema
-    result: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
     doc = cls.__doc__ or ""
     if dataclasses.is_dataclass(cls) and doc.startswith(cls.__name__ + "("):
         doc = ""  # the signature dataclass writes when there is no docstring
-    description = _first_paragraph(inspect.cleandoc(doc).splitlines())
-    if description:
-        result["description"] = description
-    return result
+    return _object_schema(properties, required, doc)
 
 
 def _attrs_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
-    if cls in seen:
-        raise _Unsupported(cls, "recursive attrs classes are not supported")
-    try:
-        hints = typing.get_type_hints(cls, include_extras=True)
-    except Exception as exc:
-        raise _Unsupported(cls, f"its annotations cannot be resolved ({exc})") from None
+    hints = _class_hints(cls, seen, "attrs classes")
     properties: dict[str, Any] = {}
     required: list[str] = []
     for field in attrs.fields(cls):
@@ -415,16 +420,7 @@ def _attrs_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:
                 if value is not _NO_DEFAULT:
                     schema["default"] = value
         properties[field.name] = schema
-    result: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-    description = _first_paragraph(inspect.cleandoc(cls.__doc__ or "").splitlines())
-    if description:
-        result["description"] = description
-    return result
+    return _object_schema(properties, required, cls.__doc__ or "")
 
 
 # --------------------------------------------------------------------------- argument conversion
