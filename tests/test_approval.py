@@ -269,30 +269,35 @@ def test_approval_values_round_trip_through_the_converter(
     assert load(json.loads(json.dumps(dump(decision))), ApprovalDecision) == decision
 
 
-async def test_a_specialist_that_stops_for_approval_is_a_failed_delegation() -> None:
+async def test_a_specialist_that_stops_for_approval_stops_the_lead() -> None:
     model = ScriptedModel(
         [
             tool_call("delegate", {"specialist": "mailer", "subtask": "mail bob"}, id="d1"),
             tool_call("send_email", {"to": "bob", "body": "hi"}, id="c1"),
-            text("Could not mail bob."),
+            text("Mailed."),
+            text("Bob has mail."),
         ]
     )
     lead = AgentSpec(name="lead", instructions="Delegate.")
     mailer = AgentSpec(name="mailer", instructions="Send mail.", tools=["send_email"])
-    result = await Delegator(lead, [mailer]).run(
-        "mail bob", runner=ModelRunner(model, tools=[send_email])
-    )
+    team = Delegator(lead, [mailer])
+    runner = ModelRunner(model, tools=[send_email])
+    waiting = await team.run("mail bob", runner=runner)
     assert sent == []
-    (record,) = result.delegations
-    assert not record.success
-    assert record.error is not None
-    assert (
-        "specialist 'mailer' stopped for approval of tool calls 'send_email' (c1)" in record.error
+    assert waiting.delegations == ()  # the delegation has no record until it ends
+    assert waiting.pending_approvals == (
+        PendingApproval(
+            call_id="c1",
+            tool="send_email",
+            arguments={"to": "bob", "body": "hi"},
+            agent="lead/mailer",
+            via=("d1",),
+        ),
     )
-    # The lead read the failure as an error result and answered.
-    shown = [
-        r for m in result.result.messages if isinstance(m, ToolResultMessage) for r in m.results
-    ]
-    assert shown[0].is_error
-    assert "not supported" in shown[0].content
-    assert result.final_answer == "Could not mail bob."
+    done = await team.resume(
+        waiting, [ApprovalDecision(call_id="c1", approved=True)], runner=runner
+    )
+    assert sent == ["bob"]
+    (record,) = done.delegations
+    assert (record.success, record.result) == (True, "Mailed.")
+    assert done.final_answer == "Bob has mail."

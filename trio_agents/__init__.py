@@ -13,6 +13,7 @@ from ._delegation import (
     DelegatorResult,
     FailurePolicy,
     ModelRunner,
+    SuspendedAgent,
 )
 from ._errors import (
     AgentCancelled,
@@ -20,6 +21,7 @@ from ._errors import (
     AgentEscalated,
     AgentStopped,
     AlreadyRunningError,
+    ApprovalPending,
     AuthenticationError,
     BadRequestError,
     BudgetExhausted,
@@ -312,4 +314,7 @@ __all__ = [
     "DelegatorResult",
     "FailurePolicy",
     "ModelRunner",
+    # approval across delegation trees (_delegation)
+    "SuspendedAgent",
+    "ApprovalPending",
 ]

@@ -32,6 +32,7 @@ from ._cancel import only_cancelled, reraise_cancelled
 from ._errors import (
     AgentError,
     AlreadyRunningError,
+    ApprovalPending,
     InvalidArgumentError,
     MaxTurnsExceeded,
     ModelTimeout,
@@ -284,7 +285,9 @@ class Agent(Generic[OutputT]):
         "_max_tool_concurrency",
         "_model",
         "_output",
+        "_parking",
         "_prices",
+        "_resuming",
         "_rng",
         "_running",
         "_runs",
@@ -510,6 +513,11 @@ class Agent(Generic[OutputT]):
         self._waiting: AgentResult[Any] | None = None
         # Transfers requested in the current turn, by tool call id (see request_transfer).
         self._transfers: dict[str, TransferSignal] = {}
+        # Tool calls of the current turn that wait for approval deeper in a tree (a
+        # delegation whose specialist stopped for approval), by call id: see _park.
+        self._parking: dict[str, tuple[PendingApproval, ...]] = {}
+        # The decisions a resumed turn hands to those calls, by call id (see resume).
+        self._resuming: dict[str, tuple[ApprovalDecision, ...]] = {}
 
     @classmethod
     def from_spec(
@@ -563,6 +571,12 @@ class Agent(Generic[OutputT]):
         return self._running
 
     @property
+    def waiting(self) -> AgentResult | None:
+        """The result of the run that stopped for approval and waits for :meth:`resume`
+        (``None`` when nothing waits)."""
+        return self._waiting
+
+    @property
     def last_result(self) -> AgentResult | None:
         """The result of the latest run, including a cancelled or failed one (partial)."""
         return self._last_result
@@ -605,6 +619,17 @@ class Agent(Generic[OutputT]):
                 return self._transfers[call.id]
         return next(iter(self._transfers.values()))
 
+    def _park(self, call_id: str, pending: Iterable[PendingApproval]) -> None:
+        """Called by a tool of the current turn (a delegation) whose work waits for approval
+        deeper in the tree: once the turn's other calls are done the run stops with
+        :attr:`StopReason.APPROVAL_REQUIRED`, listing ``pending`` under ``call_id``."""
+        self._parking[call_id] = tuple(attrs.evolve(p, via=(call_id, *p.via)) for p in pending)
+
+    def _decisions_for(self, call_id: str) -> tuple[ApprovalDecision, ...] | None:
+        """The decisions a resumed turn hands to its tool call ``call_id`` (None: not one
+        that waited deeper in the tree)."""
+        return self._resuming.get(call_id)
+
     def clear_history(self) -> None:
         """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
         if self._running:
@@ -629,10 +654,11 @@ class Agent(Generic[OutputT]):
         if not new_messages:
             raise NoMessagesError("run() needs at least one message; got an empty sequence")
         if self._waiting is not None:
-            raise AlreadyRunningError(
+            raise ApprovalPending(
                 f"agent {self.name!r} waits for approval of tool calls "
                 f"{[p.call_id for p in self._waiting.pending_approvals]}; "
-                "resume() it with the decisions, or clear_history() to drop them"
+                "resume() it with the decisions, or clear_history() to drop them",
+                result=self._waiting,
             )
         return await self._run(new_messages, None)
 
@@ -675,25 +701,8 @@ class Agent(Generic[OutputT]):
                 f"waiting must be a result that stopped with StopReason.APPROVAL_REQUIRED, "
                 f"got one with {waiting.stop_reason}"
             )
-        pending = {p.call_id: p for p in waiting.pending_approvals}
-        chosen: dict[str, ApprovalDecision] = {}
-        for index, decision in enumerate(decisions):
-            if not isinstance(decision, ApprovalDecision):
-                raise InvalidArgumentError(
-                    f"decisions[{index}] must be an ApprovalDecision, got {type(decision).__name__}"
-                )
-            if decision.call_id not in pending:
-                raise InvalidArgumentError(
-                    f"decision for unknown call id {decision.call_id!r}; pending: {sorted(pending)}"
-                )
-            if decision.call_id in chosen:
-                raise InvalidArgumentError(f"two decisions for call id {decision.call_id!r}")
-            chosen[decision.call_id] = decision
-        missing = [call_id for call_id in pending if call_id not in chosen]
-        if missing:
-            raise InvalidArgumentError(
-                f"no decision for pending call ids {missing}; every pending call needs one"
-            )
+        pending = waiting.pending_approvals
+        chosen = _check_decisions(pending, decisions)
         base = (
             self._history
             if self._history
@@ -703,14 +712,26 @@ class Agent(Generic[OutputT]):
         calls = last.tool_calls if isinstance(last, AssistantMessage) else ()
         ids = {call.id for call in calls}
         held = {r.tool_call_id: r for r in waiting.held_results}
-        if not set(pending) <= ids or not set(held) <= ids or len(pending) + len(held) != len(ids):
+        own = {p.call_id for p in pending if not p.via}
+        deeper = {p.via[0] for p in pending if p.via}
+        waiting_ids = own | deeper
+        if (
+            not waiting_ids <= ids
+            or not set(held) <= ids
+            or len(waiting_ids) + len(held) != len(ids)
+        ):
             raise InvalidArgumentError(
                 "the history does not end with the turn that waits for approval; "
                 "resume with the same conversation (history=) that the waiting run had"
             )
+        verdicts = {p.call_id: chosen[i] for i, p in enumerate(pending) if not p.via}
+        handed: dict[str, list[ApprovalDecision]] = {}
+        for i, p in enumerate(pending):
+            if p.via:
+                handed.setdefault(p.via[0], []).append(chosen[i])
         answered = dict(held)
         for call in calls:
-            verdict = chosen.get(call.id)
+            verdict = verdicts.get(call.id)
             if verdict is not None and not verdict.approved:
                 answered[call.id] = ToolResultBlock(
                     tool_call_id=call.id,
@@ -722,12 +743,19 @@ class Agent(Generic[OutputT]):
         if not self._history:
             self._history.extend(base)
         self._waiting = None
-        return await self._run([], (calls, answered))
+        return await self._run(
+            [], (calls, answered, {key: tuple(value) for key, value in handed.items()})
+        )
 
     async def _run(
         self,
         new_messages: list[Message],
-        resume: tuple[tuple[ToolCallBlock, ...], dict[str, ToolResultBlock]] | None,
+        resume: tuple[
+            tuple[ToolCallBlock, ...],
+            dict[str, ToolResultBlock],
+            dict[str, tuple[ApprovalDecision, ...]],
+        ]
+        | None,
     ) -> AgentResult[OutputT]:
         sink = self.event_sink
         start = trio.current_time()
@@ -782,8 +810,16 @@ class Agent(Generic[OutputT]):
             with abort_scope:
                 turn = 0
                 if resume is not None:
-                    await self._run_tools(resume[0], resume[1])
-                while True:
+                    self._resuming = resume[2]
+                    try:
+                        results = await self._run_tools(resume[0], resume[1])
+                    finally:
+                        self._resuming = {}
+                    if self._parking:  # the resumed part waits for approval again
+                        pending = tuple(p for ps in self._parking.values() for p in ps)
+                        held = tuple(results)
+                        stop_reason = StopReason.APPROVAL_REQUIRED
+                while not pending:
                     turn += 1
                     if sink is not None:
                         sink(TurnStarted(time=trio.current_time(), agent=self.path, turn=turn))
@@ -844,17 +880,23 @@ class Agent(Generic[OutputT]):
                         raise MaxTurnsExceeded(self.max_turns)
                     if calls:
                         asking = self._asking(calls, answered)
-                        if asking:
-                            results = await self._run_tools(calls, answered, hold=asking)
+                        results = await self._run_tools(calls, answered, hold=asking)
+                        if asking or self._parking:
                             pending = tuple(
-                                PendingApproval(
-                                    call_id=call.id,
-                                    tool=call.name,
-                                    arguments=call.arguments,
-                                    agent=self.path,
-                                )
+                                p
                                 for call in calls
-                                if call.id in asking
+                                for p in (
+                                    (
+                                        PendingApproval(
+                                            call_id=call.id,
+                                            tool=call.name,
+                                            arguments=call.arguments,
+                                            agent=self.path,
+                                        ),
+                                    )
+                                    if call.id in asking
+                                    else self._parking.get(call.id, ())
+                                )
                             )
                             held = tuple(results)
                             stop_reason = StopReason.APPROVAL_REQUIRED
@@ -865,7 +907,6 @@ class Agent(Generic[OutputT]):
                                     )
                                 )
                             break
-                        await self._run_tools(calls, answered)
                     else:
                         assert problem is not None
                         assert spec is not None
@@ -1100,6 +1141,7 @@ class Agent(Generic[OutputT]):
         """Run ``calls`` but the ``answered`` ones and append the turn's results; with
         ``hold``, run the others but those and return their results without appending."""
         done = False
+        self._parking = {}
         skip = set(answered or ()) | (hold or set())
         to_run = calls if not skip else tuple(c for c in calls if c.id not in skip)
         try:
@@ -1113,9 +1155,13 @@ class Agent(Generic[OutputT]):
                 policy=self.policy,
                 event_sink=self.event_sink,
             )
-            if hold:
+            parked = self._parking
+            if hold or parked:
                 done = True
-                return [*results, *(answered or {}).values()]
+                return [
+                    *(r for r in results if r.tool_call_id not in parked),
+                    *(answered or {}).values(),
+                ]
             if answered:
                 by_id = {r.tool_call_id: r for r in results}
                 by_id.update(answered)
@@ -1135,12 +1181,63 @@ class Agent(Generic[OutputT]):
                     )
                     for call in calls
                 ]
-            if not (done and hold):
+            if not (done and (hold or self._parking)):
                 self._history.append(ToolResultMessage(results))
         return list(results)
 
     def __repr__(self) -> str:
         return f"<Agent {self.path!r} model={self._model.model_id!r} running={self._running}>"
+
+
+def _check_decisions(
+    pending: Sequence[PendingApproval], decisions: Iterable[ApprovalDecision]
+) -> dict[int, ApprovalDecision]:
+    """The decision for each pending call, by its index in ``pending``.
+
+    :raises InvalidArgumentError: a decision is not an :class:`ApprovalDecision`, names an
+        unknown call (or an agent where that call does not wait), or answers a call already
+        answered; or a pending call has no decision.
+    """
+    chosen: dict[int, ApprovalDecision] = {}
+    for index, decision in enumerate(decisions):
+        if not isinstance(decision, ApprovalDecision):
+            raise InvalidArgumentError(
+                f"decisions[{index}] must be an ApprovalDecision, got {type(decision).__name__}"
+            )
+        chosen_index = _match(decision, pending)
+        if chosen_index in chosen:
+            raise InvalidArgumentError(f"two decisions for call id {decision.call_id!r}")
+        chosen[chosen_index] = decision
+    missing = [p.call_id for i, p in enumerate(pending) if i not in chosen]
+    if missing:
+        raise InvalidArgumentError(
+            f"no decision for pending call ids {missing}; every pending call needs one"
+        )
+    return chosen
+
+
+def _match(decision: ApprovalDecision, pending: Sequence[PendingApproval]) -> int:
+    """The index of the pending call ``decision`` answers (InvalidArgumentError if none or
+    several)."""
+    same_id = [i for i, p in enumerate(pending) if p.call_id == decision.call_id]
+    found = [i for i in same_id if not decision.agent or pending[i].agent == decision.agent]
+    if len(found) == 1:
+        return found[0]
+    if not same_id:
+        raise InvalidArgumentError(
+            f"decision for unknown call id {decision.call_id!r}; "
+            f"pending: {sorted({p.call_id for p in pending})}"
+        )
+    agents = sorted(pending[i].agent for i in same_id)
+    if not found:
+        raise InvalidArgumentError(
+            f"decision for call id {decision.call_id!r} names agent {decision.agent!r}, "
+            f"but that call waits in {agents}"
+        )
+    raise InvalidArgumentError(
+        f"call id {decision.call_id!r} waits in several agents {agents}; "
+        "set ApprovalDecision.agent to the one this decides"
+    )
 
 
 def _retry_prompt(spec: OutputSpec, problem: str) -> str:

@@ -67,7 +67,7 @@ from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 import attrs
 import trio
 
-from ._agent import _NO_TOOLS, Agent, AgentSpec, RetryPolicy
+from ._agent import _NO_TOOLS, Agent, AgentSpec, RetryPolicy, current_agent
 from ._cancel import reraise_cancelled
 from ._errors import (
     AgentError,
@@ -82,9 +82,12 @@ from ._infra import SharedInfra
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantMessage,
     ErrorInfo,
     JSONValue,
+    Message,
+    PendingApproval,
     StopReason,
     ToolCallBlock,
     ToolResultBlock,
@@ -116,6 +119,7 @@ __all__ = [
     "DelegatorResult",
     "FailurePolicy",
     "ModelRunner",
+    "SuspendedAgent",
 ]
 
 DELEGATE_TOOL = "delegate"
@@ -175,6 +179,42 @@ def _records(value: Iterable[DelegationRecord]) -> tuple[DelegationRecord, ...]:
     return tuple(value)
 
 
+def _history(value: Iterable[Message]) -> tuple[Message, ...]:
+    return tuple(value)
+
+
+def _suspended(value: Iterable[SuspendedAgent]) -> tuple[SuspendedAgent, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class SuspendedAgent:
+    """An agent of a delegation tree that stopped for approval, as plain data.
+
+    :meth:`Delegator.run` returns the main agent's in :attr:`DelegatorResult.suspended`;
+    :meth:`Delegator.resume` rebuilds every agent of it (in any process) and goes on.
+    """
+
+    path: str
+    """The agent's path (``"lead/research"``)."""
+    name: str
+    """The specialist's name (the main agent's name for the main agent)."""
+    subtask: str
+    """The input the agent was given (the task, for the main agent)."""
+    call_id: str = ""
+    """The caller's ``delegate`` call that runs this agent (``""`` for the main agent)."""
+    depth: int = 0
+    """0 for the main agent, 1 for its specialists, ..."""
+    history: tuple[Message, ...] = attrs.field(default=(), converter=_history)
+    """The agent's whole conversation, ending with the turn that waits."""
+    waiting: AgentResult
+    """The agent's run (its last resumed part) that stopped with
+    :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`: its pending approvals (with the
+    :attr:`~trio_agents.PendingApproval.via` of the nested ones) and held results."""
+    nested: tuple[SuspendedAgent, ...] = attrs.field(default=(), converter=_suspended)
+    """The specialists under this agent's waiting ``delegate`` calls, in call order."""
+
+
 @attrs.frozen(kw_only=True)
 class DelegatorResult:
     """What :meth:`Delegator.run` produced."""
@@ -186,7 +226,17 @@ class DelegatorResult:
     delegations: tuple[DelegationRecord, ...] = attrs.field(default=(), converter=_records)
     """Every delegation at every depth, depth-first in call order."""
     result: AgentResult
-    """The main agent's run (its own usage only)."""
+    """The main agent's run (its own usage only); after :meth:`Delegator.resume`, the
+    resumed part."""
+    suspended: SuspendedAgent | None = None
+    """When the run stopped for approval (:attr:`result` has
+    :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`), the whole tree's waiting state:
+    give this result to :meth:`Delegator.resume`."""
+
+    @property
+    def pending_approvals(self) -> tuple[PendingApproval, ...]:
+        """The calls that wait for a person, at every depth (``agent`` names who asked)."""
+        return self.result.pending_approvals
 
     @property
     def total_usage(self) -> Usage:
@@ -501,6 +551,38 @@ class ModelRunner:
             output_type=output_type,
         )
         return await agent.run(task)
+
+    async def resume(
+        self,
+        spec: AgentSpec,
+        waiting: AgentResult,
+        decisions: Iterable[ApprovalDecision],
+        *,
+        history: Sequence[Message],
+        tools: ToolExecutor | Sequence[Tool] = (),
+        infra: SharedInfra | None = None,
+        path: str | None = None,
+        event_sink: EventSink | None = None,
+        budget: Budget | None = None,
+        output_type: Any = str,
+    ) -> AgentResult:
+        """Build a fresh agent for ``spec`` (see :meth:`build`) and
+        :meth:`~trio_agents.Agent.resume` it: ``waiting`` is the run that stopped for
+        approval and ``history`` the whole conversation up to it.
+
+        :class:`Delegator` calls this to resume the agents of a tree; a runner without a
+        ``resume`` method cannot resume one.
+        """
+        agent = self.build(
+            spec,
+            tools=tools,
+            infra=infra,
+            path=path,
+            event_sink=event_sink,
+            budget=budget,
+            output_type=output_type,
+        )
+        return await agent.resume(decisions, waiting=waiting, history=history)
 
     def __repr__(self) -> str:
         models = self._single.model_id if self._single is not None else sorted(self._models)
@@ -903,6 +985,111 @@ class Delegator:
             final_answer=result.final_text,
             delegations=executor.records(),
             result=result,
+            suspended=_suspension(
+                path=self._main.name,
+                name=self._main.name,
+                subtask=task,
+                call_id="",
+                depth=0,
+                before=(),
+                result=result,
+                parked=executor._parked,
+            ),
+        )
+
+    async def resume(
+        self,
+        waiting: DelegatorResult,
+        decisions: Iterable[ApprovalDecision],
+        *,
+        runner: AgentRunner,
+        infra: SharedInfra | None = None,
+        event_sink: EventSink | None = None,
+        budget: Budget | None = None,
+    ) -> DelegatorResult:
+        """Continue a run that stopped for approval somewhere in the tree.
+
+        Each decision goes to the agent that asked (by :attr:`PendingApproval.via`): that
+        agent is rebuilt from :attr:`DelegatorResult.suspended` and resumed, then every agent
+        above it, up to the main agent, so the answer is the one a run in which the person
+        approved inline would have given. ``waiting`` may come from another process (it
+        round-trips through :func:`~trio_agents.dump` / :func:`~trio_agents.load`).
+
+        :param waiting: the result that stopped for approval.
+        :param decisions: one :class:`~trio_agents.ApprovalDecision` per pending call (set
+            its ``agent`` when two agents' calls share an id).
+        :param runner: builds and resumes the agents; it needs a ``resume`` method, as
+            :class:`ModelRunner` has.
+        :param infra: as in :meth:`run`.
+        :param event_sink: as in :meth:`run`.
+        :param budget: as in :meth:`run`: the resumed part draws from it afresh.
+        :returns: the resumed part: :attr:`DelegatorResult.delegations` holds the records of
+            ``waiting`` followed by those made while resuming; it may stop for approval again.
+        :raises InvalidArgumentError: ``waiting`` is not waiting, or the decisions do not
+            answer each pending call exactly once (unknown call id, missing decision, an
+            ``agent`` that is not where the call waits). Nothing runs.
+        """
+        if not isinstance(waiting, DelegatorResult):
+            raise InvalidArgumentError(
+                f"waiting must be a DelegatorResult, got {type(waiting).__name__}"
+            )
+        state = waiting.suspended
+        if state is None:
+            raise InvalidArgumentError(
+                "waiting did not stop for approval (DelegatorResult.suspended is None; its "
+                f"stop reason is {waiting.result.stop_reason}); there is nothing to resume"
+            )
+        resume = getattr(runner, "resume", None)
+        if not isinstance(runner, AgentRunner) or resume is None:
+            raise InvalidArgumentError(
+                f"runner must be an AgentRunner with a resume method (e.g. ModelRunner); "
+                f"got {type(runner).__name__}"
+            )
+        sink = event_sink if event_sink is not None else _infra_log(infra)
+        base = budget if budget is not None else _infra_budget(infra)
+        main_budget = _carve(base, self._main.limits)
+        executor = DelegatingExecutor(
+            self,
+            runner=runner,
+            infra=infra,
+            event_sink=sink,
+            budget=main_budget,
+            path=self._main.name,
+        )
+        executor._parked = {n.call_id: n for n in state.nested}
+        try:
+            result = await resume(
+                _own_spec(self._main),
+                state.waiting,
+                decisions,
+                history=state.history,
+                tools=executor,
+                infra=infra,
+                path=self._main.name,
+                event_sink=sink,
+                budget=main_budget,
+            )
+        except DelegationFailed as exc:
+            exc.__cause__ = exc.cause
+            executor._transcript = exc.result
+            exc.delegations = (*waiting.delegations, *executor.records())
+            raise
+        executor._transcript = result
+        return DelegatorResult(
+            task=waiting.task,
+            final_answer=result.final_text,
+            delegations=(*waiting.delegations, *executor.records()),
+            result=result,
+            suspended=_suspension(
+                path=self._main.name,
+                name=self._main.name,
+                subtask=waiting.task,
+                call_id="",
+                depth=0,
+                before=state.history,
+                result=result,
+                parked=executor._parked,
+            ),
         )
 
     def __repr__(self) -> str:
@@ -910,6 +1097,35 @@ class Delegator:
             f"<Delegator main={self._main.name!r} names={list(self._names)} "
             f"failure_policy={self._failure_policy.value!r}>"
         )
+
+
+def _suspension(
+    *,
+    path: str,
+    name: str,
+    subtask: str,
+    call_id: str,
+    depth: int,
+    before: Sequence[Message],
+    result: AgentResult,
+    parked: Mapping[str, SuspendedAgent],
+) -> SuspendedAgent | None:
+    """The waiting state of an agent whose run gave ``result`` (None when it did not stop
+    for approval); ``before`` is its conversation before that run, ``parked`` the states of
+    the specialists under its delegate calls."""
+    if result.stop_reason is not StopReason.APPROVAL_REQUIRED:
+        return None
+    under = dict.fromkeys(p.via[0] for p in result.pending_approvals if p.via)
+    return SuspendedAgent(
+        path=path,
+        name=name,
+        subtask=subtask,
+        call_id=call_id,
+        depth=depth,
+        history=(*before, *result.messages),
+        waiting=result,
+        nested=tuple(parked[c] for c in under if c in parked),
+    )
 
 
 def _infra_log(infra: SharedInfra | None) -> EventSink | None:
@@ -938,6 +1154,12 @@ class _Entry:
     record: DelegationRecord | None = None
     failure: BaseException | None = None  # raised as DelegationFailed under fail_fast
     nested: list[DelegatingExecutor] = attrs.Factory(list)
+    # Resuming a specialist that stopped for approval: its state and the decisions for it.
+    resuming: tuple[SuspendedAgent, tuple[ApprovalDecision, ...]] | None = None
+    # The specialist stopped for approval (the caller's turn waits): its state.
+    suspended: SuspendedAgent | None = None
+    # Whether the caller is an Agent that can wait for approval of this call.
+    can_park: bool = False
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -1005,6 +1227,7 @@ class DelegatingExecutor:
         "_entries",
         "_failing",
         "_infra",
+        "_parked",
         "_path",
         "_runner",
         "_sink",
@@ -1043,6 +1266,8 @@ class DelegatingExecutor:
         self._entries: list[_Entry] = []
         self._failing = False
         self._transcript: AgentResult | None = None
+        # Specialists that stopped for approval, by the delegate call that ran them.
+        self._parked: dict[str, SuspendedAgent] = {}
 
     @property
     def path(self) -> str:
@@ -1148,7 +1373,20 @@ class DelegatingExecutor:
                 f"invalid arguments for tool {DELEGATE_TOOL!r}: {problem}; specialist must be "
                 f"one of: {', '.join(delegator.names)}",
             )
-        if self._failing and all(e.record is not None for e in self._entries):
+        caller = current_agent()
+        decisions = caller._decisions_for(call.id) if caller is not None else None
+        resuming: SuspendedAgent | None = None
+        if decisions is not None:
+            resuming = self._parked.get(call.id)
+            if resuming is None:
+                return _error(
+                    call,
+                    f"delegation {call.id!r} waits for approval but no suspended specialist "
+                    "is held for it; resume the tree with Delegator.resume",
+                )
+        if self._failing and all(
+            e.record is not None or e.suspended is not None for e in self._entries
+        ):
             # The failed turn is over (every delegation of it has its record): a later run
             # of the same agent starts afresh.
             self._failing = False
@@ -1161,7 +1399,12 @@ class DelegatingExecutor:
             path=f"{self._path}/{name}",
             depth=self._depth + 1,
             start=now,
+            can_park=caller is not None,
         )
+        if resuming is not None:
+            assert decisions is not None
+            del self._parked[call.id]
+            entry.resuming = (resuming, decisions)
         self._entries.append(entry)
         self._emit(
             DelegationStarted(
@@ -1177,7 +1420,7 @@ class DelegatingExecutor:
                 cancelled=True,
             )
             return _error(call, record.result)
-        refusal, budget_error = self._refusal(entry)
+        refusal, budget_error = (None, None) if resuming is not None else self._refusal(entry)
         if refusal is not None:
             self._finish(entry, result=refusal, error=refusal, attempts=0)
             if budget_error is not None and self._fail_fast(entry):
@@ -1191,6 +1434,16 @@ class DelegatingExecutor:
             # Cancelled from outside: the caller gets the bare Cancelled, not a group.
             reraise_cancelled(group)
             raise
+        if entry.suspended is not None:
+            # The specialist waits for a person: so does this call, and the caller's turn.
+            self._parked[call.id] = entry.suspended
+            assert caller is not None
+            caller._park(call.id, entry.suspended.waiting.pending_approvals)
+            return ToolResultBlock(
+                tool_call_id=call.id,
+                content=f"specialist {name!r} waits for approval",
+                tool_name=call.name,
+            )
         done = entry.record
         assert done is not None
         if entry.failure is not None:
@@ -1243,7 +1496,8 @@ class DelegatingExecutor:
         delegator = self._delegator
         handle = delegator._handles.get(entry.specialist)
         spec = delegator._specialists.get(entry.specialist)
-        retrying = delegator.failure_policy is FailurePolicy.RETRY
+        # A resumed specialist is never run afresh: that would redo approved calls.
+        retrying = delegator.failure_policy is FailurePolicy.RETRY and entry.resuming is None
         usage = _NO_USAGE  # of the finished attempts
         attempts = 0
         current: Budget | None = None  # of the attempt in flight
@@ -1263,7 +1517,8 @@ class DelegatingExecutor:
                     error, result = exc, None
                     spent = _spent(current, _result_of(exc))
                 else:
-                    error = _waiting_error(entry.specialist, result)
+                    parks = entry.can_park and handle is None
+                    error = None if parks else _waiting_error(entry.specialist, result)
                     spent = _spent(current, result)
                 usage = spent if usage is _NO_USAGE else usage + spent  # 0 + u == u
                 current = None
@@ -1310,6 +1565,18 @@ class DelegatingExecutor:
             raise
         if error is None:
             assert result is not None
+            if result.stop_reason is StopReason.APPROVAL_REQUIRED:
+                entry.suspended = _suspension(
+                    path=entry.path,
+                    name=entry.specialist,
+                    subtask=entry.subtask,
+                    call_id=entry.call_id,
+                    depth=entry.depth,
+                    before=entry.resuming[0].history if entry.resuming is not None else (),
+                    result=result,
+                    parked=entry.nested[-1]._parked if entry.nested else {},
+                )
+                return  # no record yet: the delegation goes on when resumed
             if entry.specialist in delegator._output_types and handle is None:
                 output = dump(result.output)
                 self._finish(
@@ -1347,21 +1614,44 @@ class DelegatingExecutor:
         child: DelegatingExecutor | None = None
         if DELEGATE_TOOL in spec.tools:
             child = self._child(entry, budget)
+            if entry.resuming is not None:
+                child._parked = {n.call_id: n for n in entry.resuming[0].nested}
             entry.nested.append(child)
             tools = child
         try:
             typed = self._delegator._output_types.get(entry.specialist)
             extra: dict[str, Any] = {} if typed is None else {"output_type": typed}
-            result = await self._runner.run(
-                _own_spec(spec),
-                entry.subtask,
-                tools=tools,
-                infra=self._infra,
-                path=entry.path,
-                event_sink=self._sink,
-                budget=budget,
-                **extra,
-            )
+            if entry.resuming is None:
+                result = await self._runner.run(
+                    _own_spec(spec),
+                    entry.subtask,
+                    tools=tools,
+                    infra=self._infra,
+                    path=entry.path,
+                    event_sink=self._sink,
+                    budget=budget,
+                    **extra,
+                )
+            else:
+                state, decisions = entry.resuming
+                resume = getattr(self._runner, "resume", None)
+                if resume is None:
+                    raise UsageError(
+                        f"runner {type(self._runner).__name__} has no resume method; "
+                        "it cannot resume a specialist that waited for approval"
+                    )
+                result = await resume(
+                    _own_spec(spec),
+                    state.waiting,
+                    decisions,
+                    history=state.history,
+                    tools=tools,
+                    infra=self._infra,
+                    path=entry.path,
+                    event_sink=self._sink,
+                    budget=budget,
+                    **extra,
+                )
         except Exception as exc:
             if child is not None:
                 child._transcript = _result_of(exc)

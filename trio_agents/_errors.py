@@ -300,3 +300,13 @@ class ScriptExhausted(UsageError):
 
 class DeserializationError(UsageError):
     """Data could not be turned into a trio_agents value; the message says where it is bad."""
+
+
+class ApprovalPending(AlreadyRunningError):
+    """A request reached an agent that waits for a person's approval of tool calls.
+
+    :attr:`~AgentError.result` is the waiting result (its
+    :attr:`~trio_agents.AgentResult.pending_approvals` are the calls); answer them with
+    :meth:`Agent.resume <trio_agents.Agent.resume>` (or :meth:`AgentHandle.resume
+    <trio_agents.AgentHandle.resume>` for an orchestrated agent) before anything else.
+    """

@@ -307,6 +307,10 @@ class TransferSignal:
     """The transferring agent's whole conversation when its run ended (set by the agent)."""
 
 
+def _call_ids(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 # The default (Any) keeps a bare ``AgentResult`` or ``Agent`` annotation valid: a loaded
 # result holds its output as JSON data.
 @attrs.frozen(kw_only=True)
@@ -321,6 +325,11 @@ class PendingApproval:
     """The call's arguments, as the model gave them."""
     agent: str = ""
     """Path of the agent that asked (``"lead/researcher"`` for a specialist)."""
+    via: tuple[str, ...] = attrs.field(default=(), converter=_call_ids)
+    """The ``delegate`` tool call ids that lead from the agent holding this value down to
+    :attr:`agent`, outermost first: ``()`` for the agent's own call, ``("d1", "d7")`` for a
+    call of a specialist's specialist (the lead's call ``d1`` ran the specialist, whose call
+    ``d7`` ran the one that asked)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -333,6 +342,9 @@ class ApprovalDecision:
     """Whether the call may run."""
     reason: str = ""
     """Why (sent to the model when the call is denied)."""
+    agent: str = ""
+    """Path of the agent whose call this decides (:attr:`PendingApproval.agent`); ``""``
+    matches whichever pending call has :attr:`call_id`, which must then be only one."""
 
 
 def _pending(value: Iterable[PendingApproval]) -> tuple[PendingApproval, ...]:
