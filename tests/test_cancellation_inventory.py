@@ -967,6 +967,15 @@ COVERED: dict[str, tuple[str, ...]] = {
     ),
     "AgentRunner.run": ("test_model_runner_run",),
     "ModelRunner.run": ("test_model_runner_run", "test_delegator_run"),
+    "Delegator.resume": (
+        "test_approval_tree::test_outside_cancellation_of_resume_is_a_bare_cancelled",
+    ),
+    "ModelRunner.resume": (
+        "test_approval_tree::test_outside_cancellation_of_resume_is_a_bare_cancelled",
+    ),
+    "AgentHandle.resume": (
+        "test_approval_handles::test_outside_cancellation_of_handle_resume_is_a_bare_cancelled",
+    ),
     "AgentOrchestrator.open": ("test_orchestrator_open",),
     "AgentSystem.spawn": ("test_system_spawn",),
     "AgentHandle.send_message": ("test_handle_send_and_wait", "test_handle_send_on_a_full_queue"),

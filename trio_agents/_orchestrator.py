@@ -26,19 +26,20 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, NoReturn
 
 import attrs
 import trio
 
-from ._agent import Agent
+from ._agent import Agent, _check_decisions
 from ._errors import (
     AgentCancelled,
     AgentError,
     AgentEscalated,
     AgentStopped,
+    ApprovalPending,
     ChildFailed,
     InvalidArgumentError,
     NoMessagesError,
@@ -49,6 +50,7 @@ from ._limits import Budget
 from ._mailbox import Mailbox
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantMessage,
     ErrorInfo,
     Message,
@@ -503,10 +505,12 @@ def _raise_flat(group: BaseExceptionGroup[Any]) -> NoReturn:
 
 
 class _Request:
-    __slots__ = ("error", "event", "messages", "number", "replied", "result")
+    __slots__ = ("decisions", "error", "event", "messages", "number", "replied", "result")
 
     def __init__(self, messages: Sequence[Message]) -> None:
         self.messages = messages
+        # Set for a handle's resume(): the decisions for the calls the agent waits on.
+        self.decisions: tuple[ApprovalDecision, ...] | None = None
         self.event = trio.Event()
         self.replied = False
         self.result: AgentResult | None = None
@@ -775,8 +779,28 @@ class AgentHandle:
         """Send messages and wait for the reply; a full queue blocks (backpressure)."""
         return await self._send(_check_messages(messages))
 
-    async def _send(self, messages: Sequence[Message]) -> AgentResult:
+    async def resume(self, decisions: Iterable[ApprovalDecision]) -> AgentResult:
+        """Answer the tool calls the agent waits on (its reply to an earlier request stopped
+        with :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`) and wait for the reply: the
+        result of the resumed run, as :meth:`Agent.resume <trio_agents.Agent.resume>` gives.
+
+        It is queued like any request. While the agent waits, every other request is
+        answered with :class:`ApprovalPending` at once (the agent goes on serving); a
+        restart drops what waited, with the agent's history, and a later ``resume`` gets
+        :class:`InvalidArgumentError`.
+
+        :raises InvalidArgumentError: the agent does not wait for approval, or the decisions
+            do not answer each pending call exactly once; nothing is queued.
+        """
+        chosen = tuple(decisions)
+        self._system._approval_refusal(self._cell, self._cell.agent, chosen, raise_it=True)
+        return await self._send((), chosen)
+
+    async def _send(
+        self, messages: Sequence[Message], decisions: tuple[ApprovalDecision, ...] | None = None
+    ) -> AgentResult:
         request = _Request(messages)
+        request.decisions = decisions
         send = self._cell.send
         assert send is not None
         # One scheduler step per request, not two: trio's ``send`` yields even when the queue
@@ -1144,8 +1168,19 @@ class AgentSystem:
                         time=trio.current_time(), agent=cell.path, request=request.number
                     )
                 )
+            if request.decisions is not None or agent.waiting is not None:
+                refusal = self._approval_refusal(cell, agent, request.decisions)
+                if refusal is not None:
+                    # Not a failure: the agent goes on serving (and waiting).
+                    cell.current = None
+                    self._reply(cell, request, None, refusal)
+                    del request, refusal
+                    continue
             try:
-                result = await agent.run(request.messages)
+                if request.decisions is None:
+                    result = await agent.run(request.messages)
+                else:
+                    result = await agent.resume(request.decisions)
             except trio.Cancelled:
                 # Cancelled, stopped, or torn down by its supervisor tree (to come back after
                 # a backoff, or to end): the run is over either way, so the caller learns it
@@ -1172,6 +1207,41 @@ class AgentSystem:
             cell.history = cell.history.record_success()
             cell.final_result = result
             self._reply(cell, request, result, None)
+
+    def _approval_refusal(
+        self,
+        cell: _Cell,
+        agent: Agent | None,
+        decisions: tuple[ApprovalDecision, ...] | None,
+        *,
+        raise_it: bool = False,
+    ) -> AgentError | None:
+        """Why a request (a resume with ``decisions``, or any other) may not run on
+        ``agent`` with respect to approval, or None."""
+        waiting = agent.waiting if agent is not None else None
+        error: AgentError | None = None
+        if decisions is None:
+            if waiting is not None:
+                error = ApprovalPending(
+                    f"agent {cell.path!r} waits for approval of tool calls "
+                    f"{[p.call_id for p in waiting.pending_approvals]}; answer them with "
+                    "handle.resume(decisions) first",
+                    result=waiting,
+                )
+        elif waiting is None:
+            error = InvalidArgumentError(
+                f"agent {cell.path!r} is not waiting for approval (no reply of it stopped "
+                "with StopReason.APPROVAL_REQUIRED since its last run or restart; a restart "
+                "drops the calls that waited)"
+            )
+        else:
+            try:
+                _check_decisions(waiting.pending_approvals, decisions)
+            except InvalidArgumentError as exc:
+                error = exc
+        if error is not None and raise_it:
+            raise error
+        return error
 
     def _reply(
         self,
