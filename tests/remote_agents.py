@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import trio
 
-from trio_agents import Agent, BadRequestError, ModelRequest, ModelThrottled, TextBlock
-from trio_agents.testing import FunctionModel
+from trio_agents import (
+    Agent,
+    BadRequestError,
+    ModelRequest,
+    ModelThrottled,
+    TextBlock,
+    ToolResultMessage,
+    tool,
+)
+from trio_agents.testing import FunctionModel, ScriptStep, text, tool_call
 
 
 async def _respond(request: ModelRequest) -> str:
@@ -48,3 +56,26 @@ def stubborn() -> Agent:
 def not_an_agent() -> object:
     """A factory that returns the wrong thing."""
     return 42
+
+
+@tool(requires_approval=True)
+async def send_email(to: str) -> str:
+    """Send an email (it waits for a person's approval); ``"hang"`` never returns."""
+    if to == "hang":
+        await trio.sleep_forever()
+    return f"sent to {to}"
+
+
+async def _mail(request: ModelRequest) -> ScriptStep:
+    last = request.messages[-1]
+    if isinstance(last, ToolResultMessage):
+        return text(f"done: {last.results[0].content}")
+    said = " ".join(b.text for b in getattr(last, "content", ()) if isinstance(b, TextBlock))
+    return tool_call(
+        "send_email", {"to": said.removeprefix("mail ")}, id=f"c{len(request.messages)}"
+    )
+
+
+def mailer() -> Agent:
+    """An agent whose "mail X" asks to send an email, which needs approval."""
+    return Agent(FunctionModel(_mail), name="mailer", tools=[send_email])

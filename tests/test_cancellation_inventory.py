@@ -823,19 +823,6 @@ async def test_ray_backend_on_a_real_cluster() -> None:
             bare(await cut_off(lambda: backend.wait_host_lost("h1")))
 
 
-async def test_remote_agent_resume_refuses_at_once() -> None:
-    from trio_agents import ApprovalDecision, InvalidArgumentError
-    from trio_agents.distributed import FakeBackend, open_cluster
-
-    async with FakeBackend.open(["h1"]) as backend, open_cluster(backend) as cluster:
-        agent = cluster.factory("a", "remote_agents:echo")()
-        with trio.CancelScope() as scope:
-            scope.cancel(reason=REASON)
-            with pytest.raises(InvalidArgumentError, match="cannot resume"):
-                await agent.resume([ApprovalDecision(call_id="c1", approved=True)])
-        assert agent.last_result is None
-
-
 async def test_mailbox_send_receive_and_broadcast() -> None:
     from trio_agents import Mailbox
 
@@ -947,8 +934,9 @@ COVERED: dict[str, tuple[str, ...]] = {
     ),
     "follow": ("test_live::test_follow_shows_the_same_final_tree_as_a_replay_and_cancels_bare",),
     "Agent.resume": ("test_agent_resume_mid_approved_tool", "test_agent_resume_mid_model_call"),
-    # Refuses before its first checkpoint, so there is no work to cut off: the case shows that.
-    "RemoteAgent.resume": ("test_remote_agent_resume_refuses_at_once",),
+    "RemoteAgent.resume": (
+        "test_approval_remote::test_outside_cancellation_of_remote_resume_is_bare_and_reaches_the_host",
+    ),
     "Model.request": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
     "Model.stream": ("test_test_double_request_and_stream", "test_provider_request_and_stream"),
     "Tool.call": ("test_tool_call_and_toolset_execute",),

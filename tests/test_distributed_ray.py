@@ -145,3 +145,21 @@ async def test_a_remote_leafs_escalation_reaches_the_local_root() -> None:
             assert leaf.path == "lead/worker"
             assert isinstance(leaf.__cause__, RemoteAgentError)
             assert leaf.__cause__.original.type == "BadRequestError"
+
+
+async def test_a_remote_run_that_stopped_for_approval_resumes_on_its_ray_host() -> None:
+    from trio_agents import ApprovalDecision, StopReason
+
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1") as (_, cluster):
+            orchestrator = AgentOrchestrator()
+            orchestrator.add_agent("mailer", cluster.factory("mailer", "remote_agents:mailer"))
+            async with orchestrator.open() as system:
+                handle = await system.spawn("mailer")
+                waiting = await handle.send_message("mail bob")
+                assert waiting.stop_reason is StopReason.APPROVAL_REQUIRED
+                decision = ApprovalDecision(
+                    call_id=waiting.pending_approvals[0].call_id, approved=True
+                )
+                done = await handle.resume([decision])
+                assert done.final_text == "done: sent to bob"

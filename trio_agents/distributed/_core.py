@@ -21,10 +21,23 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import trio
 
-from .._agent import Agent, AgentSpec, _as_messages
+from .._agent import Agent, AgentSpec, _as_messages, _check_decisions
 from .._cancel import reraise_cancelled
-from .._errors import AgentCancelled, AgentError, AlreadyRunningError, InvalidArgumentError
-from .._messages import AgentResult, ApprovalDecision, AssistantMessage, ErrorInfo, Message
+from .._errors import (
+    AgentCancelled,
+    AgentError,
+    AlreadyRunningError,
+    ApprovalPending,
+    InvalidArgumentError,
+)
+from .._messages import (
+    AgentResult,
+    ApprovalDecision,
+    AssistantMessage,
+    ErrorInfo,
+    Message,
+    StopReason,
+)
 from .._orchestrator import _raise_flat
 from .._serde import dump, load
 from ._host import check_factory_path
@@ -98,8 +111,9 @@ class Backend(Protocol):
         ...
 
     async def request(self, host: str, agent_id: str, payload: Any) -> Any:
-        """Run one request (a list of messages, as data); returns ``{"result": ...}`` or
-        ``{"error": ...}`` (an :class:`ErrorInfo`, as data)."""
+        """Run one request (a list of messages, as data, or ``{"resume": [decisions]}`` for
+        the run waiting for approval); returns ``{"result": ...}`` or ``{"error": ...}`` (an
+        :class:`ErrorInfo`, as data)."""
         ...
 
     async def cancel(self, host: str, agent_id: str) -> None:
@@ -189,7 +203,15 @@ class RemoteAgent(Agent):
         """
         if self._running:
             raise AlreadyRunningError(f"remote agent {self.agent_id!r} is already running")
-        payload = dump(_as_messages(input))
+        if self._waiting is not None:
+            raise ApprovalPending(
+                f"remote agent {self.agent_id!r} waits for approval of tool calls "
+                f"{[p.call_id for p in self._waiting.pending_approvals]}; resume() it first",
+                result=self._waiting,
+            )
+        return await self._call(dump(_as_messages(input)))
+
+    async def _call(self, payload: Any) -> AgentResult:
         backend = self._cluster.backend
         self._running = True
         try:
@@ -211,6 +233,8 @@ class RemoteAgent(Agent):
         result = load(reply["result"], AgentResult)
         self._last_result = result
         self._usage = self._usage + result.usage
+        if result.stop_reason is StopReason.APPROVAL_REQUIRED:
+            self._waiting = result
         return result
 
     async def resume(
@@ -220,16 +244,34 @@ class RemoteAgent(Agent):
         waiting: AgentResult[Any] | None = None,
         history: Sequence[Message] | None = None,
     ) -> AgentResult[Any]:
-        """Not supported yet: a remote run that stopped for approval cannot be resumed on its
-        host, so this refuses at once (before any checkpoint) and changes nothing.
+        """Resume, on its host, the run that stopped for approval there.
 
-        :raises InvalidArgumentError: always.
+        The decisions are checked here first, against the waiting result this stand-in
+        received, then travel to the host, where the agent that holds the conversation
+        resumes (a cancelled caller cancels it there, as for :meth:`run`).
+
+        :raises InvalidArgumentError: nothing waits, the decisions do not answer each pending
+            call exactly once, or ``waiting``/``history`` were given (the host holds the
+            conversation; they are for resuming in a local :class:`~trio_agents.Agent`).
+            Nothing travels.
         """
-        raise InvalidArgumentError(
-            f"remote agent {self.agent_id!r} cannot resume a run that stopped for approval: "
-            "resuming on a remote host is not supported yet; resume it in a local Agent with "
-            "Agent.resume(decisions, waiting=result)"
-        )
+        if waiting is not None or history is not None:
+            raise InvalidArgumentError(
+                f"remote agent {self.agent_id!r} resumes the run waiting on its host; "
+                "waiting= and history= are for resuming in a local Agent"
+            )
+        if self._running:
+            raise AlreadyRunningError(f"remote agent {self.agent_id!r} is already running")
+        stopped = self._waiting
+        if stopped is None:
+            raise InvalidArgumentError(
+                f"remote agent {self.agent_id!r} is not waiting for approval "
+                "(its last run did not stop with StopReason.APPROVAL_REQUIRED)"
+            )
+        chosen = list(decisions)
+        _check_decisions(stopped.pending_approvals, chosen)
+        self._waiting = None  # as for a local agent: a cut-off resume no longer waits
+        return await self._call({"resume": dump(chosen)})
 
 
 @attrs.frozen(kw_only=True)

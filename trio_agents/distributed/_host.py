@@ -14,7 +14,7 @@ import trio
 
 from .._agent import Agent, AgentSpec
 from .._errors import AgentError, InvalidArgumentError
-from .._messages import ErrorInfo, Message
+from .._messages import ApprovalDecision, ErrorInfo, Message
 from .._models import Model
 from .._serde import dump, load
 
@@ -95,11 +95,17 @@ def error_data(error: BaseException) -> Any:
 async def serve_request(agent: Agent, payload: Any) -> dict[str, Any]:
     """Run one request on ``agent``; the reply is ``{"result": ...}`` or ``{"error": ...}``.
 
+    The payload is a list of messages (a run), or ``{"resume": [decisions]}`` (the
+    :meth:`~trio_agents.Agent.resume` of the run that waits for approval on this host).
     Cancellation goes on up (the caller asked for it, or the host is going away).
     """
     try:
-        messages = load(payload, list[Message])
-        result = await agent.run(messages)
+        if isinstance(payload, dict) and set(payload) == {"resume"}:
+            decisions = load(payload["resume"], list[ApprovalDecision])
+            result = await agent.resume(decisions)
+        else:
+            messages = load(payload, list[Message])
+            result = await agent.run(messages)
     except trio.Cancelled:
         raise
     except Exception as exc:
