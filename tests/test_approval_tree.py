@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from trio_agents import (
     Agent,
+    AgentOrchestrator,
     AgentResult,
     AgentSpec,
     ApprovalDecision,
@@ -23,6 +24,8 @@ from trio_agents import (
     PendingApproval,
     StopReason,
     SuspendedAgent,
+    ToolCallBlock,
+    ToolContext,
     ToolResultMessage,
     dump,
     dumps_json,
@@ -376,3 +379,46 @@ def test_suspended_state_round_trips_through_the_converter(
     assert load(json.loads(json.dumps(dump(decision))), ApprovalDecision) == decision
     pending = PendingApproval(call_id="c", tool="t", via=via)
     assert load(json.loads(json.dumps(dump(pending))), PendingApproval) == pending
+
+
+async def test_a_live_agent_that_stops_for_approval_is_resumed_through_its_handle() -> None:
+    mailer_model = ScriptedModel(
+        [tool_call("send_email", {"to": "bob"}, id="m1"), text("mailed")], model_id="mailer"
+    )
+    orchestrator = AgentOrchestrator()
+    orchestrator.add_agent("mailer", lambda: Agent(mailer_model, name="mailer", tools=[send_email]))
+    async with orchestrator.open() as system:
+        handle = await system.spawn("mailer")
+        team = Delegator(LEAD, [NOTES], handles={"mailer": handle})
+        lead = ScriptedModel(
+            [
+                tool_call("delegate", {"specialist": "mailer", "subtask": "mail bob"}, id="l1"),
+                text("Bob is mailed."),
+            ],
+            model_id="lead",
+        )
+        runner = _runner({"lead": lead})
+        waiting = await team.run("go", runner=runner)
+        assert [(p.agent, p.call_id, p.via) for p in waiting.pending_approvals] == [
+            ("mailer", "m1", ("l1",))
+        ]
+        done = await team.resume(
+            waiting, [ApprovalDecision(call_id="m1", approved=True)], runner=runner
+        )
+        assert sent == ["bob"]
+        assert done.final_answer == "Bob is mailed."
+        assert [(r.specialist, r.result) for r in done.delegations] == [("mailer", "mailed")]
+
+
+async def test_a_caller_that_is_not_an_agent_cannot_wait_and_gets_a_failure() -> None:
+    models = _models({"db": [tool_call("send_email", {"to": "bob"}, id="d1")]})
+    executor = TEAM.executor(runner=_runner(models))
+    call = ToolCallBlock(
+        id="x1", name="delegate", arguments={"specialist": "db", "subtask": "store"}
+    )
+    result = await executor.execute(call, ToolContext(agent="lead", call=call))
+    assert result.is_error
+    assert "caller is not an Agent that can wait for approval" in result.content
+    (record,) = executor.records()
+    assert not record.success
+    assert sent == []

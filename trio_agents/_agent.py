@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import random
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, overload
 
@@ -199,6 +200,8 @@ _MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolResultMessag
 # than building a fresh Usage() and Cost() (~0.4 µs each) on every run.
 _NO_USAGE = Usage()
 _NO_COST = Cost()
+_NOTHING_PARKED: Mapping[str, tuple[PendingApproval, ...]] = types.MappingProxyType({})
+_NO_DECISIONS: Mapping[str, tuple[ApprovalDecision, ...]] = types.MappingProxyType({})
 
 
 def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
@@ -515,9 +518,10 @@ class Agent(Generic[OutputT]):
         self._transfers: dict[str, TransferSignal] = {}
         # Tool calls of the current turn that wait for approval deeper in a tree (a
         # delegation whose specialist stopped for approval), by call id: see _park.
-        self._parking: dict[str, tuple[PendingApproval, ...]] = {}
+        # (A shared empty mapping until used: two dicts per agent would cost every spawn.)
+        self._parking: Mapping[str, tuple[PendingApproval, ...]] = _NOTHING_PARKED
         # The decisions a resumed turn hands to those calls, by call id (see resume).
-        self._resuming: dict[str, tuple[ApprovalDecision, ...]] = {}
+        self._resuming: Mapping[str, tuple[ApprovalDecision, ...]] = _NO_DECISIONS
 
     @classmethod
     def from_spec(
@@ -623,7 +627,8 @@ class Agent(Generic[OutputT]):
         """Called by a tool of the current turn (a delegation) whose work waits for approval
         deeper in the tree: once the turn's other calls are done the run stops with
         :attr:`StopReason.APPROVAL_REQUIRED`, listing ``pending`` under ``call_id``."""
-        self._parking[call_id] = tuple(attrs.evolve(p, via=(call_id, *p.via)) for p in pending)
+        parked = tuple(attrs.evolve(p, via=(call_id, *p.via)) for p in pending)
+        self._parking = {**self._parking, call_id: parked}
 
     def _decisions_for(self, call_id: str) -> tuple[ApprovalDecision, ...] | None:
         """The decisions a resumed turn hands to its tool call ``call_id`` (None: not one
@@ -814,7 +819,7 @@ class Agent(Generic[OutputT]):
                     try:
                         results = await self._run_tools(resume[0], resume[1])
                     finally:
-                        self._resuming = {}
+                        self._resuming = _NO_DECISIONS
                     if self._parking:  # the resumed part waits for approval again
                         pending = tuple(p for ps in self._parking.values() for p in ps)
                         held = tuple(results)
@@ -1141,7 +1146,7 @@ class Agent(Generic[OutputT]):
         """Run ``calls`` but the ``answered`` ones and append the turn's results; with
         ``hold``, run the others but those and return their results without appending."""
         done = False
-        self._parking = {}
+        self._parking = _NOTHING_PARKED
         skip = set(answered or ()) | (hold or set())
         to_run = calls if not skip else tuple(c for c in calls if c.id not in skip)
         try:

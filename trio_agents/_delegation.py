@@ -590,15 +590,15 @@ class ModelRunner:
 
 
 def _waiting_error(specialist: str, result: AgentResult) -> UsageError | None:
-    """The error of a specialist run that stopped for approval (``None`` for any other):
-    its pending calls cannot be resumed through a delegation yet, and must not be lost as
-    an empty answer."""
+    """The error of a specialist run that stopped for approval (``None`` for any other)
+    when its caller cannot wait for the approval (it is not an Agent's tool call): its
+    pending calls must not be lost as an empty answer."""
     if result.stop_reason is not StopReason.APPROVAL_REQUIRED:
         return None
     calls = ", ".join(f"{p.tool!r} ({p.call_id})" for p in result.pending_approvals)
     return UsageError(
-        f"specialist {specialist!r} stopped for approval of tool calls {calls}; approval "
-        "inside a delegated specialist is not supported: give those tools to the main agent"
+        f"specialist {specialist!r} stopped for approval of tool calls {calls}, but its "
+        "caller is not an Agent that can wait for approval; run the delegate tool in an Agent"
     )
 
 
@@ -1508,7 +1508,9 @@ class DelegatingExecutor:
                 attempts += 1
                 current = self._budget.child(spec.limits if spec is not None else None)
                 try:
-                    if handle is not None:
+                    if handle is not None and entry.resuming is not None:
+                        result = await handle.resume(entry.resuming[1])
+                    elif handle is not None:
                         result = await handle.send_message(entry.subtask)
                     else:
                         assert spec is not None
@@ -1517,7 +1519,7 @@ class DelegatingExecutor:
                     error, result = exc, None
                     spent = _spent(current, _result_of(exc))
                 else:
-                    parks = entry.can_park and handle is None
+                    parks = entry.can_park
                     error = None if parks else _waiting_error(entry.specialist, result)
                     spent = _spent(current, result)
                 usage = spent if usage is _NO_USAGE else usage + spent  # 0 + u == u
