@@ -1374,7 +1374,9 @@ class DelegatingExecutor:
                 f"one of: {', '.join(delegator.names)}",
             )
         caller = current_agent()
-        decisions = caller._decisions_for(call.id) if caller is not None else None
+        decisions = (
+            caller._decisions_for(call.id) if caller is not None and caller._resuming else None
+        )
         resuming: SuspendedAgent | None = None
         if decisions is not None:
             resuming = self._parked.get(call.id)

@@ -1168,7 +1168,7 @@ class AgentSystem:
                         time=trio.current_time(), agent=cell.path, request=request.number
                     )
                 )
-            if request.decisions is not None or agent.waiting is not None:
+            if request.decisions is not None or agent._waiting is not None:
                 refusal = self._approval_refusal(cell, agent, request.decisions)
                 if refusal is not None:
                     # Not a failure: the agent goes on serving (and waiting).
