@@ -21,6 +21,8 @@ from trio_agents import (
     PolicyEngine,
     StopReason,
     ToolResultMessage,
+    Toolset,
+    combine_executors,
     dump,
     dumps_json,
     load,
@@ -301,3 +303,13 @@ async def test_a_specialist_that_stops_for_approval_stops_the_lead() -> None:
     (record,) = done.delegations
     assert (record.success, record.result) == (True, "Mailed.")
     assert done.final_answer == "Bob has mail."
+
+
+async def test_a_tool_that_needs_approval_asks_behind_combined_executors() -> None:
+    model = ScriptedModel([tool_call("send_email", {"to": "bob", "body": "hi"}, id="c1")])
+    tools = combine_executors(Toolset([lookup]), Toolset([send_email]))
+    result = await Agent(model, tools=tools).run("mail bob")
+    assert result.stop_reason is StopReason.APPROVAL_REQUIRED
+    assert sent == []
+    assert tools.get("send_email") is send_email  # type: ignore[attr-defined]
+    assert tools.get("nothing") is None  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ import json
 import pytest
 import trio
 import trio.testing
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_agents import (
@@ -20,6 +20,8 @@ from trio_agents import (
     Delegator,
     DelegatorResult,
     InvalidArgumentError,
+    Model,
+    ModelRequest,
     ModelRunner,
     PendingApproval,
     StopReason,
@@ -33,7 +35,7 @@ from trio_agents import (
     loads_json,
     tool,
 )
-from trio_agents.testing import ScriptedModel, text, tool_call
+from trio_agents.testing import FunctionModel, ScriptedModel, text, tool_call
 from trio_agents.testing.strategies import agent_results, messages
 
 sent: list[str] = []
@@ -422,3 +424,112 @@ async def test_a_caller_that_is_not_an_agent_cannot_wait_and_gets_a_failure() ->
     (record,) = executor.records()
     assert not record.success
     assert sent == []
+
+
+# --------------------------------------------------------------------------- whole trees
+
+# A tree: (needs approval, children). Node names are given in depth-first order: n0 is the
+# main agent, the rest the specialists.
+Node = tuple[bool, list["Node"]]
+nodes: st.SearchStrategy[Node] = st.recursive(
+    st.tuples(st.booleans(), st.just([])),
+    lambda inner: st.tuples(st.booleans(), st.lists(inner, min_size=1, max_size=3)),
+    max_leaves=6,
+)
+
+
+def _named(tree: Node) -> dict[str, tuple[bool, list[str]]]:
+    """name -> (needs approval, children's names), names in depth-first order."""
+    out: dict[str, tuple[bool, list[str]]] = {}
+
+    def walk(node: Node) -> str:
+        name = f"n{len(out)}"
+        out[name] = (node[0], [])
+        out[name] = (node[0], [walk(child) for child in node[1]])
+        return name
+
+    walk(tree)
+    return out
+
+
+def _behaviour(name: str, asks: bool, children: list[str]) -> FunctionModel:
+    """First turn: delegate to every child and (if it asks) send an email, all at once; then
+    answer with what came back. A function of the conversation only, so it behaves the same
+    inline, resumed, and rebuilt in a fresh process."""
+
+    def respond(request: ModelRequest) -> object:
+        last = request.messages[-1]
+        if isinstance(last, ToolResultMessage):
+            return text(f"{name}(" + ",".join(r.content for r in last.results) + ")")
+        step = text(f"{name}()")
+        calls = [
+            tool_call("delegate", {"specialist": child, "subtask": "go"}, id=f"{name}>{child}")
+            for child in children
+        ]
+        if asks:
+            calls.append(tool_call("send_email", {"to": name}, id=f"{name}!mail"))
+        if calls:
+            step = calls[0]
+            for more in calls[1:]:
+                step = step + more
+        return step
+
+    return FunctionModel(respond, model_id=name)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(nodes)
+def test_a_tree_resumed_from_stored_json_answers_as_an_inline_approval_would(tree: Node) -> None:
+    named = _named(tree)
+    specs = [
+        AgentSpec(
+            name=name,
+            model=name,
+            tools=(["delegate"] if kids else []) + (["send_email"] if asks else []),
+        )
+        for name, (asks, kids) in named.items()
+    ]
+    main, *pool = specs
+    if not pool:  # a Delegator needs a specialist: give the main agent an idle one
+        pool = [AgentSpec(name="idle", model="idle")]
+    team = Delegator(main, pool, max_depth=10)
+
+    def models() -> dict[str, Model]:
+        found: dict[str, Model] = {
+            name: _behaviour(name, asks, kids) for name, (asks, kids) in named.items()
+        }
+        found.setdefault("idle", _behaviour("idle", False, []))
+        return found
+
+    async def main_() -> None:
+        sent.clear()
+        inline = await team.run("go", runner=ModelRunner(models(), tools=[send_email_inline]))
+        inline_sent = sorted(sent)
+        sent.clear()
+        result = await team.run("go", runner=ModelRunner(models(), tools=[send_email]))
+        asking = sorted(name for name, (asks, _) in named.items() if asks)
+        rounds = 0
+        while result.suspended is not None:
+            rounds += 1
+            # Every call that asks, at every depth, surfaces at once, with its path.
+            assert sorted(p.arguments["to"] for p in result.pending_approvals) == asking
+            for p in result.pending_approvals:
+                assert p.agent.rsplit("/", 1)[-1] == p.arguments["to"]
+                assert len(p.via) == p.agent.count("/")
+            stored = loads_json(dumps_json(result), DelegatorResult)
+            decisions = [
+                ApprovalDecision(call_id=p.call_id, approved=True, agent=p.agent)
+                for p in stored.pending_approvals
+            ]
+            # A fresh runner and fresh models: only the stored values carry over.
+            result = await team.resume(
+                stored, decisions, runner=ModelRunner(models(), tools=[send_email])
+            )
+        assert rounds == (1 if asking else 0)
+        assert sorted(sent) == inline_sent == asking
+        assert result.final_answer == inline.final_answer
+        assert sorted((r.path, r.result) for r in result.delegations) == sorted(
+            (r.path, r.result) for r in inline.delegations
+        )
+
+    trio.run(main_)

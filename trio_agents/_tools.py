@@ -1328,6 +1328,17 @@ class _CombinedExecutor:
         names = (d.name for executor in self._executors for d in executor.definitions())
         return _error_result(call, _unknown_tool_message(call.name, names))
 
+    def get(self, name: str) -> Tool | None:
+        """The :class:`Tool` called ``name`` in the executor that defines it (``None`` when
+        none does, or that executor cannot say): how an agent sees that a combined tool
+        requires approval."""
+        for executor in self._executors:
+            if any(d.name == name for d in executor.definitions()):
+                get = getattr(executor, "get", None)
+                found = get(name) if get is not None else None
+                return found if isinstance(found, Tool) else None
+        return None
+
     def __repr__(self) -> str:
         return f"combine_executors({', '.join(repr(e) for e in self._executors)})"
 
