@@ -36,7 +36,7 @@ from trio_agents import (
     tool,
 )
 from trio_agents.testing import FunctionModel, ScriptedModel, text, tool_call
-from trio_agents.testing.strategies import agent_results, messages
+from trio_agents.testing.strategies import agent_results, messages, usages
 
 sent: list[str] = []
 
@@ -153,8 +153,9 @@ async def test_resume_gives_what_an_inline_approval_gives() -> None:
     ]
     # The finished sibling was not run again; every delegation has one record.
     assert len(models["notes"].requests) == 1
-    assert sorted((r.path, r.success, r.result) for r in done.delegations) == sorted(
-        (r.path, r.success, r.result) for r in inline.delegations
+    # ... and each record counts its specialist's usage before and after the stop.
+    assert sorted((r.path, r.success, r.result, r.usage) for r in done.delegations) == sorted(
+        (r.path, r.success, r.result, r.usage) for r in inline.delegations
     )
     # db's model read the tool's result, as inline.
     assert _results(models["db"].requests[-1].messages) == [("d1", False, "sent to bob")]
@@ -345,6 +346,7 @@ leaf_states = st.builds(
     depth=st.integers(0, 5),
     history=st.lists(messages(), max_size=2).map(tuple),
     waiting=agent_results(),
+    usage=usages(),
 )
 states = st.recursive(
     leaf_states,
@@ -528,8 +530,8 @@ def test_a_tree_resumed_from_stored_json_answers_as_an_inline_approval_would(tre
         assert rounds == (1 if asking else 0)
         assert sorted(sent) == inline_sent == asking
         assert result.final_answer == inline.final_answer
-        assert sorted((r.path, r.result) for r in result.delegations) == sorted(
-            (r.path, r.result) for r in inline.delegations
+        assert sorted((r.path, r.result, r.usage) for r in result.delegations) == sorted(
+            (r.path, r.result, r.usage) for r in inline.delegations
         )
 
     trio.run(main_)

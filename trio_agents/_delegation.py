@@ -213,6 +213,9 @@ class SuspendedAgent:
     :attr:`~trio_agents.PendingApproval.via` of the nested ones) and held results."""
     nested: tuple[SuspendedAgent, ...] = attrs.field(default=(), converter=_suspended)
     """The specialists under this agent's waiting ``delegate`` calls, in call order."""
+    usage: Usage = attrs.field(factory=Usage)
+    """Tokens used so far by this agent's runs and everything it delegated (a specialist's
+    :attr:`DelegationRecord.usage` counts them when it ends)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -994,6 +997,7 @@ class Delegator:
                 before=(),
                 result=result,
                 parked=executor._parked,
+                usage=result.usage,
             ),
         )
 
@@ -1089,6 +1093,7 @@ class Delegator:
                 before=state.history,
                 result=result,
                 parked=executor._parked,
+                usage=state.usage + result.usage,
             ),
         )
 
@@ -1109,6 +1114,7 @@ def _suspension(
     before: Sequence[Message],
     result: AgentResult,
     parked: Mapping[str, SuspendedAgent],
+    usage: Usage,
 ) -> SuspendedAgent | None:
     """The waiting state of an agent whose run gave ``result`` (None when it did not stop
     for approval); ``before`` is its conversation before that run, ``parked`` the states of
@@ -1125,6 +1131,7 @@ def _suspension(
         history=(*before, *result.messages),
         waiting=result,
         nested=tuple(parked[c] for c in under if c in parked),
+        usage=usage,
     )
 
 
@@ -1500,7 +1507,8 @@ class DelegatingExecutor:
         spec = delegator._specialists.get(entry.specialist)
         # A resumed specialist is never run afresh: that would redo approved calls.
         retrying = delegator.failure_policy is FailurePolicy.RETRY and entry.resuming is None
-        usage = _NO_USAGE  # of the finished attempts
+        # Of the finished attempts (and, when resuming, of the runs before the stop).
+        usage = entry.resuming[0].usage if entry.resuming is not None else _NO_USAGE
         attempts = 0
         current: Budget | None = None  # of the attempt in flight
         error: BaseException | None = None
@@ -1579,6 +1587,7 @@ class DelegatingExecutor:
                     before=entry.resuming[0].history if entry.resuming is not None else (),
                     result=result,
                     parked=entry.nested[-1]._parked if entry.nested else {},
+                    usage=usage,
                 )
                 return  # no record yet: the delegation goes on when resumed
             if entry.specialist in delegator._output_types and handle is None:
