@@ -214,3 +214,16 @@ async def test_outside_cancellation_of_handle_resume_is_a_bare_cancelled() -> No
         assert exc.reason == "owner"
         release.set()
         await handle.aclose()
+
+
+async def test_closing_a_handle_while_it_waits_ends_with_the_waiting_result() -> None:
+    orch = _orchestrator()
+    orch.add_agent("mailer", _mailer)
+    async with orch.open() as system:
+        handle = await system.spawn("mailer")
+        waiting = await handle.send_message("mail bob")
+        final = await handle.aclose()
+        assert final == waiting
+        assert final.stop_reason is StopReason.APPROVAL_REQUIRED
+        assert handle.status is AgentStatus.COMPLETED
+        assert sent == []
