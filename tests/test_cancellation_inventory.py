@@ -788,6 +788,7 @@ async def test_distributed_remote_runs_and_the_fake_backend(
             nursery.start_soon(backend.request, "h1", "s", hang)
             await trio.testing.wait_all_tasks_blocked()
             bare(await cut_off(lambda: backend.cancel("h1", "s")))  # waits on a stubborn run
+        bare(await cut_off_before(lambda: backend.running("h1")))
         bare(await cut_off_before(lambda: backend.kill("h1", "b")))
         bare(await cut_off(lambda: backend.wait_host_lost("h1")))
 
@@ -818,6 +819,8 @@ async def test_ray_backend_on_a_real_cluster() -> None:
                 await _ray_running(backend, 1)
                 bare(await cut_off(lambda: backend.cancel("h1", "s")))  # a stubborn run
                 nursery.cancel_scope.cancel()
+            bare(await cut_off_before(lambda: backend.running("h1")))
+            bare(await cut_off(lambda: backend.wait_running("h1", 5)))  # never that many
         async with RayBackend.open(["h1"]) as backend:
             bare(await cut_off_before(lambda: backend.kill("h1", "b")))
             bare(await cut_off(lambda: backend.wait_host_lost("h1")))
@@ -840,9 +843,7 @@ async def test_mailbox_send_receive_and_broadcast() -> None:
 
 
 async def _ray_running(backend: Any, count: int) -> None:
-    from trio_agents.distributed._ray import _wait
-
-    await _wait(backend._actors["h1"].wait_running.remote(count))
+    await backend.wait_running("h1", count)
 
 
 # --------------------------------------------------------------------------- the inventory
@@ -867,7 +868,16 @@ COVERED: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(
         (
             f"RayBackend.{m}"
-            for m in ("open", "spawn", "request", "cancel", "kill", "wait_host_lost")
+            for m in (
+                "open",
+                "spawn",
+                "request",
+                "cancel",
+                "kill",
+                "wait_host_lost",
+                "running",
+                "wait_running",
+            )
         ),
         ("test_ray_backend_on_a_real_cluster",),
     ),
@@ -881,6 +891,7 @@ COVERED: dict[str, tuple[str, ...]] = {
                 for method in ("spawn", "request", "cancel", "kill", "wait_host_lost")
             ),
             "FakeBackend.open",
+            "FakeBackend.running",
         ),
         ("test_distributed_remote_runs_and_the_fake_backend",),
     ),

@@ -14,11 +14,14 @@ from hypothesis import strategies as st
 
 from trio_agents import (
     AgentCancelled,
+    AgentFailed,
     AgentOrchestrator,
+    AgentRestarted,
     AgentSpec,
     AgentStatus,
     ChildFailed,
     DefaultSupervisor,
+    Event,
     InvalidArgumentError,
     Message,
     SupervisorAction,
@@ -147,21 +150,129 @@ async def test_a_closure_cannot_travel_and_bad_targets_are_named() -> None:
             pass
 
 
-async def test_a_factory_that_fails_on_the_host_is_a_failure_named_there() -> None:
-    async with fake_cluster("h1") as (_, cluster):
+async def test_a_factory_that_fails_on_the_host_fails_the_spawn_naming_the_host() -> None:
+    # The agent is built on its host when it is spawned (its watchdog), so a target the
+    # host cannot build is the spawn's error, as a local factory's would be.
+    async with fake_cluster("h1") as (backend, cluster):
         orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor())
         orchestrator.add_agent("bad", cluster.factory("bad", "remote_agents:not_an_agent"))
         orchestrator.add_agent("gone", cluster.factory("gone", "remote_agents:missing"))
+        orchestrator.add_agent("ok", cluster.factory("ok", ECHO))
         async with orchestrator.open() as system:
-            bad = await system.spawn("bad")
             with pytest.raises(
                 RemoteAgentError, match=r"on host 'h1'.*must return an Agent, got int"
             ):
-                await bad.send_message("hi")
-            gone = await system.spawn("gone")
+                await system.spawn("bad")
             with pytest.raises(RemoteAgentError, match="has no attribute 'missing'"):
-                await gone.send_message("hi")
-            assert await bad.wait_done() is AgentStatus.FAILED
+                await system.spawn("gone")
+            assert system.status("bad") is None  # never served: it can be spawned again
+            assert backend.host_load("h1") == 0
+            # The system is unharmed, and a good target is built at spawn, before a request.
+            await system.spawn("ok")
+            assert backend.host_load("h1") == 1
+            assert cluster.host_of("ok") == "h1"
+
+
+# --------------------------------------------------------------------------- the watchdog
+
+
+async def test_a_host_lost_while_its_agent_is_idle_is_noticed_before_any_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events: list[Event] = []
+    async with fake_cluster("h1", "h2") as (backend, cluster):
+        orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor(), event_sink=events.append)
+        orchestrator.add_agent("a", cluster.factory("a", ECHO, placement=Placement(hosts=("h1",))))
+        async with orchestrator.open() as system:
+            handle = await system.spawn("a")
+            assert (await handle.send_message("hi")).final_text == "echo 1: hi"
+            backend.kill_host("h1")
+            await trio.sleep(60)  # virtual: the restart's backoff passes
+            # Placed again on the surviving host with no request sent meanwhile, and built
+            # there already.
+            assert cluster.host_of("a") == "h2"
+            assert backend.host_load("h2") == 1
+            assert handle.status is AgentStatus.RUNNING
+            assert handle.statistics().restarts == 1
+            failed = [e for e in events if isinstance(e, AgentFailed)]
+            assert len(failed) == 1
+            assert failed[0].error.type == "HostLost"
+            assert "while agent 'a#1' was idle" in failed[0].error.message
+            assert [e.incarnation for e in events if isinstance(e, AgentRestarted)] == [2]
+            # Nothing waited for that: the next request is answered by the new incarnation.
+            assert (await handle.send_message("again")).final_text == "echo 1: again"
+
+
+async def test_a_host_lost_during_a_request_gives_that_request_one_host_lost_reply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The watchdog leaves an agent that is running to its request's own reply: exactly one
+    # failure, one restart.
+    async with fake_cluster("h1", "h2") as (backend, cluster):
+        orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor())
+        orchestrator.add_agent("a", cluster.factory("a", ECHO, placement=Placement(hosts=("h1",))))
+        async with orchestrator.open() as system:
+            handle = await system.spawn("a")
+            pending = handle.send_message_nowait("hang")
+            await trio.testing.wait_all_tasks_blocked()
+            backend.kill_host("h1")
+            with pytest.raises(HostLost, match="during a request"):
+                await pending.wait()
+            await trio.sleep(60)  # virtual: the restart's backoff passes
+            assert handle.statistics().restarts == 1
+            assert cluster.host_of("a") == "h2"
+
+
+async def test_a_host_lost_with_stop_as_the_policy_stops_the_idle_agent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with fake_cluster("h1", "h2") as (backend, cluster):
+        orchestrator = AgentOrchestrator(supervisor=Always(SupervisorAction.STOP))
+        orchestrator.add_agent("a", cluster.factory("a", ECHO, placement=Placement(hosts=("h1",))))
+        async with orchestrator.open() as system:
+            handle = await system.spawn("a")
+            backend.kill_host("h1")
+            assert await handle.wait_done() is AgentStatus.FAILED
+            assert cluster.host_of("a") is None
+
+
+async def test_an_ended_incarnation_is_killed_on_its_host_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with fake_cluster("h1") as (backend, cluster):
+        orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor())
+        orchestrator.add_agent("a", cluster.factory("a", ECHO))
+        orchestrator.add_agent("b", cluster.factory("b", ECHO))
+        orchestrator.add_agent("c", cluster.factory("c", ECHO))
+        async with orchestrator.open() as system:
+            a = await system.spawn("a")
+            b = await system.spawn("b")
+            c = await system.spawn("c")
+            assert backend.host_load("h1") == 3
+            # A restart: the failed incarnation is killed when it ends, not after the backoff
+            # when the next one is placed.
+            with pytest.raises(RemoteAgentError):
+                await a.send_message("throttle")
+            await trio.testing.wait_all_tasks_blocked()
+            assert backend.kills == ["a#1"]  # during the backoff
+            assert cluster.host_of("a") is None
+            await trio.sleep(60)  # virtual: the restart's backoff passes
+            assert a.statistics().restarts == 1
+            # Closed by its handle: killed at once.
+            await b.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            assert backend.kills == ["a#1", "b#2"]
+            assert cluster.host_of("b") is None
+            # Cancelled by its handle: killed at once.
+            c.cancel()
+            await c.wait_done()
+            await trio.testing.wait_all_tasks_blocked()
+            assert backend.kills == ["a#1", "b#2", "c#3"]
+            assert backend.host_load("h1") == 1  # a's second incarnation
+        # The system closed: the last one is killed with it.
+        await trio.testing.wait_all_tasks_blocked()
+        assert backend.kills == ["a#1", "b#2", "c#3", "a#4"]
+        assert backend.host_load("h1") == 0
 
 
 # --------------------------------------------------------------------------- failures
@@ -352,7 +463,7 @@ def test_messages_and_results_travel_exactly(messages: list[Message]) -> None:
         async with fake_cluster("h1") as (backend, cluster):
             agent = cluster.factory("a", ECHO)()
             result = await agent.run(messages)
-            hosted = backend._hosts["h1"].agents["a#1"]
+            hosted = backend.hosted("h1", "a#1")
             assert list(hosted.messages[: len(messages)]) == messages
             assert result == hosted.last_result
 

@@ -19,10 +19,14 @@ import trio.testing
 
 from trio_agents import (
     AgentCancelled,
+    AgentFailed,
     AgentOrchestrator,
+    AgentRestarted,
+    AgentSpawned,
     AgentStatus,
     ChildFailed,
     DefaultSupervisor,
+    Event,
     SupervisorAction,
 )
 from trio_agents.distributed import HostLost, RemoteAgentError, RemoteCluster, open_cluster
@@ -42,15 +46,11 @@ async def ray_cluster_of(*hosts: str) -> AsyncIterator[tuple[Any, RemoteCluster]
 
 
 async def running_on(backend: Any, host: str) -> list[str]:
-    from trio_agents.distributed._ray import _wait
-
-    return list(await _wait(backend._actors[host].running.remote()))
+    return await backend.running(host)  # type: ignore[no-any-return]
 
 
 async def wait_running(backend: Any, host: str, count: int) -> None:
-    from trio_agents.distributed._ray import _wait
-
-    await _wait(backend._actors[host].wait_running.remote(count))
+    await backend.wait_running(host, count)
 
 
 class Always:
@@ -91,6 +91,41 @@ async def test_two_hosts_and_a_host_killed_mid_request() -> None:
                 assert a.statistics().restarts == 1
                 assert backend.live_hosts() == [survivor]
                 assert (await b.send_message("still")).final_text == "echo 2: still"
+
+
+async def test_a_host_killed_while_its_agent_is_idle_is_replaced_before_any_request() -> None:
+    restarted = trio.Event()
+    events: list[Event] = []
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, AgentSpawned) and event.incarnation == 2:
+            restarted.set()  # built on its new host, serving
+
+    with trio.fail_after(LIMIT):
+        async with ray_cluster_of("h1", "h2") as (backend, cluster):
+            assert backend.hosts() == ["h1", "h2"]
+            orchestrator = AgentOrchestrator(supervisor=DefaultSupervisor(), event_sink=sink)
+            orchestrator.add_agent("a", cluster.factory("a", ECHO))
+            async with orchestrator.open() as system:
+                a = await system.spawn("a")
+                doomed = cluster.host_of("a")
+                assert doomed is not None
+                assert backend.host_load(doomed) == 1  # built at spawn, before any request
+                survivor = next(h for h in backend.hosts() if h != doomed)
+                os.kill(backend.host_pid(doomed), signal.SIGKILL)
+                await restarted.wait()  # no request was sent
+                failed = [e for e in events if isinstance(e, AgentFailed)]
+                assert [e.error.type for e in failed] == ["HostLost"]
+                assert [e.incarnation for e in events if isinstance(e, AgentRestarted)] == [2]
+                assert cluster.host_of("a") == survivor
+                assert backend.host_load(survivor) == 1
+                assert (await a.send_message("hi")).final_text == "echo 1: hi"
+                assert a.statistics().restarts == 1
+                await a.aclose()
+                # Released when it ended, not at close: the kill is a Ray call in flight.
+                while backend.host_load(survivor):  # noqa: ASYNC110 - another process's state
+                    await trio.sleep(0.01)
 
 
 async def test_spawn_is_idempotent_and_a_broken_target_is_named() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextvars
 import random
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, overload
 
 import attrs
@@ -225,6 +225,11 @@ def _as_messages(input: str | Message | Sequence[Message]) -> list[Message]:
 
 
 _OUTPUT_MODES = ("auto", "native", "tool")
+
+
+Watchdog = Callable[["trio.TaskStatus[None]"], Awaitable[None]]
+"""What :meth:`Agent.watchdog` returns: ``async def watch(task_status)``, started with
+``nursery.start`` for the incarnation's life."""
 
 
 class Agent(Generic[OutputT]):
@@ -593,6 +598,32 @@ class Agent(Generic[OutputT]):
         if self._abort_scope is not None:
             self._abort_reason = reason
             self._abort_scope.cancel(reason=reason)
+
+    def watchdog(self) -> Watchdog | None:
+        """What an :class:`~trio_agents.AgentOrchestrator` should watch while this agent is
+        alive; ``None`` (the default) for nothing.
+
+        A subclass whose agent depends on something outside the process (a host, a server
+        session) returns an async function ``watch(task_status)``. The orchestrator starts
+        it with ``nursery.start`` in the incarnation's nursery before the agent counts as
+        running, and cancels it when the incarnation ends:
+
+        - it calls ``task_status.started()`` once the agent is ready; an exception before
+          that is a failure to start (raised to the caller of the first
+          :meth:`~trio_agents.AgentSystem.spawn`, supervised for a restart);
+        - an exception after that fails the incarnation, even while the agent is idle: the
+          request in progress, if any, is answered first, then the supervisor policy decides
+          as for a failed request (queued requests stay for the next incarnation);
+        - returning ends the watch and nothing else.
+        """
+        return None
+
+    def incarnation_ended(self) -> None:
+        """Called by an :class:`~trio_agents.AgentOrchestrator` once, synchronously, when the
+        incarnation this agent was built for ends (completed, failed, stopped, cancelled,
+        torn down for a restart, or the system closed). Does nothing by default; a subclass
+        holding resources elsewhere releases them here. It must not raise or block.
+        """
 
     def request_transfer(self, signal: TransferSignal, *, call_id: str = "") -> None:
         """End the current run with :attr:`StopReason.TRANSFER` once this turn's tools are done.

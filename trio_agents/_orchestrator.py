@@ -33,7 +33,7 @@ from typing import Any, ClassVar, NoReturn
 import attrs
 import trio
 
-from ._agent import Agent, _check_decisions
+from ._agent import Agent, Watchdog, _check_decisions
 from ._errors import (
     AgentCancelled,
     AgentError,
@@ -569,6 +569,7 @@ class _Cell:
         "failure",
         "final_result",
         "history",
+        "idle_scope",
         "incarnation",
         "name",
         "nursery",
@@ -586,6 +587,7 @@ class _Cell:
         "status",
         "usage",
         "wanted",
+        "watch_failure",
     )
 
     def __init__(self, entry: _Entry, path: str, parent: _Cell | None) -> None:
@@ -623,6 +625,10 @@ class _Cell:
         self.restart_after: Sequence[_Cell] = ()  # younger siblings to start once this serves
         # Siblings stopped to restart with this agent, while it waits out its backoff.
         self.restart_siblings: Sequence[_Cell] = ()
+        # For an agent with a watchdog (Agent.watchdog): the scope of its idle wait for a
+        # request, and the failure its watchdog reported, which ends the incarnation.
+        self.idle_scope: trio.CancelScope | None = None
+        self.watch_failure: Exception | None = None
 
     @property
     def running(self) -> bool:
@@ -1083,9 +1089,14 @@ class AgentSystem:
             agent.event_sink = self._sink
         cell.agent = agent
         cell.escalation = None
+        cell.watch_failure = None
+        watch = agent.watchdog()
+        serving = False
         try:
             async with trio.open_nursery() as nursery:
                 cell.nursery = nursery
+                if watch is not None:
+                    await nursery.start(self._watchdog, cell, watch)
                 for child in list(cell.started_children):
                     if child.wanted and not child.done.is_set():
                         child.failure = None
@@ -1099,11 +1110,12 @@ class AgentSystem:
                     )
                 if task_status is not None:
                     task_status.started()
+                serving = True
                 if cell.restart_after:
                     younger, cell.restart_after = cell.restart_after, ()
                     await self._start_all(cell.parent, younger)
                 cell.restart_siblings = ()  # the restart is complete
-                failure = await self._serve(cell, agent)
+                failure = await self._serve(cell, agent, watch is not None)
                 # The agent ended (failed, or its queue was closed): its children stop
                 # first, youngest first.
                 await self._stop_children(cell, graceful=failure is None)
@@ -1122,9 +1134,29 @@ class AgentSystem:
         finally:
             cell.nursery = None
             cell.agent = None
+            cell.idle_scope = None
+            agent.incarnation_ended()
         if failure is None:
             self._finalize(cell, AgentStatus.COMPLETED, None)
+        elif task_status is not None and not serving:
+            cell.wanted = False
+            raise failure  # its watchdog could not start it: the caller's error, as above
         return failure
+
+    async def _watchdog(
+        self, cell: _Cell, watch: Watchdog, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Run an agent's watchdog: a failure before it started is the start's failure;
+        after, it ends the incarnation once the agent is between requests."""
+        ready = _Started(task_status)
+        try:
+            await watch(ready)
+        except Exception as exc:
+            if not ready.done:
+                raise
+            cell.watch_failure = exc
+            if cell.idle_scope is not None:
+                cell.idle_scope.cancel(reason=f"agent {cell.path!r} failed while idle")
 
     def _on_command(self, cell: _Cell) -> None:
         if cell.done.is_set():
@@ -1141,10 +1173,15 @@ class AgentSystem:
             cell.status = AgentStatus.RESTARTING
             self._emit(AgentSuspended, cell.path, reason=reason)
 
-    async def _serve(self, cell: _Cell, agent: Agent) -> BaseException | None:
+    async def _serve(self, cell: _Cell, agent: Agent, watched: bool) -> BaseException | None:
         recv = cell.recv
         assert recv is not None
         while True:
+            if cell.watch_failure is not None:
+                # Its watchdog saw it fail (between requests, or while one ran): the
+                # incarnation ends here, as after a failed request.
+                failure, cell.watch_failure = cell.watch_failure, None
+                return failure
             # Take what is queued without a scheduler step; wait only when nothing is. The
             # wait is outside the ``except`` block: a handled exception stays alive, with its
             # traceback, for as long as its handler awaits (~0.6 KB for every idle agent).
@@ -1155,10 +1192,23 @@ class AgentSystem:
             except trio.EndOfChannel:
                 return None
             if request is None:
-                try:
-                    request = await recv.receive()
-                except trio.EndOfChannel:
-                    return None
+                if watched:
+                    # A scope its watchdog can cancel to end the wait (only for such agents:
+                    # a scope per idle wait is not free).
+                    cell.idle_scope = trio.CancelScope()
+                    with cell.idle_scope:
+                        try:
+                            request = await recv.receive()
+                        except trio.EndOfChannel:
+                            return None
+                    cell.idle_scope = None
+                    if request is None:
+                        continue  # woken by its watchdog
+                else:
+                    try:
+                        request = await recv.receive()
+                    except trio.EndOfChannel:
+                        return None
             cell.received += 1
             request.number = cell.received
             cell.current = request
@@ -1472,6 +1522,20 @@ class AgentSystem:
         reason = self._cancel_reason
         for cell in self._root.started_children:
             self._finalize(cell, AgentStatus.CANCELLED, AgentCancelled(reason=reason))
+
+
+class _Started:
+    """The ``task_status`` a watchdog gets: says whether it called ``started()``."""
+
+    __slots__ = ("_status", "done")
+
+    def __init__(self, status: trio.TaskStatus[None]) -> None:
+        self._status = status
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        self.done = True
+        self._status.started()
 
 
 def _cancelled_by_its_handle(cell: _Cell) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import trio
 
-from .._agent import Agent, AgentSpec, _as_messages, _check_decisions
+from .._agent import Agent, AgentSpec, Watchdog, _as_messages, _check_decisions
 from .._cancel import reraise_cancelled
 from .._errors import (
     AgentCancelled,
@@ -186,7 +186,7 @@ class RemoteAgent(Agent):
     :class:`RemoteFactory`). :meth:`run` sends the request there and returns its reply."""
 
     def __init__(self, cluster: RemoteCluster, host: str, agent_id: str, target: Any) -> None:
-        super().__init__(_HostedModel(host), name=agent_id.partition("#")[0])
+        super().__init__(_HostedModel(host), name=agent_id.rpartition("#")[0])
         self.host: str = host
         """The host it runs on."""
         self.agent_id: str = agent_id
@@ -194,6 +194,36 @@ class RemoteAgent(Agent):
         self._cluster = cluster
         self._target = target
         self._spawned = False
+
+    def watchdog(self) -> Watchdog:
+        """Under an orchestrator: build the agent on its host when the incarnation starts
+        (so a target the host cannot build fails the spawn), then watch the host. A host
+        lost while the agent is idle fails the incarnation with :class:`HostLost` at once,
+        so the supervisor policy places it again before any new request; a host lost during
+        a request fails that request with :class:`HostLost` (its one reply)."""
+        return self._watch
+
+    async def _watch(self, task_status: trio.TaskStatus[None]) -> None:
+        backend = self._cluster.backend
+        await self._spawn()
+        task_status.started()
+        await backend.wait_host_lost(self.host)
+        if not self._running:
+            raise HostLost(
+                self.host, f"host {self.host!r} was lost while agent {self.agent_id!r} was idle"
+            )
+        # A request is running: the backend answers it with HostLost, which fails the
+        # incarnation through the request.
+
+    def incarnation_ended(self) -> None:
+        """Its incarnation is over: the agent on the host is killed now (in the cluster's
+        tasks), not when the next incarnation is placed or the cluster closes."""
+        self._cluster._ended(self.name, self.host, self.agent_id)
+
+    async def _spawn(self) -> None:
+        if not self._spawned:
+            await self._cluster.backend.spawn(self.host, self.agent_id, self._target)
+            self._spawned = True
 
     async def run(self, input: Any) -> AgentResult:
         """Run the request on the host.
@@ -215,9 +245,7 @@ class RemoteAgent(Agent):
         backend = self._cluster.backend
         self._running = True
         try:
-            if not self._spawned:
-                await backend.spawn(self.host, self.agent_id, self._target)
-                self._spawned = True
+            await self._spawn()  # built by its watchdog under an orchestrator
             try:
                 reply = await backend.request(self.host, self.agent_id, payload)
             except trio.Cancelled:
@@ -306,6 +334,7 @@ class RemoteCluster:
         self._nursery = nursery
         self._ids = itertools.count(1)
         self._current: dict[str, tuple[str, str]] = {}
+        self._closed = False
 
     def factory(
         self, name: str, target: object, *, placement: Placement | None = None
@@ -346,9 +375,17 @@ class RemoteCluster:
         return sum(1 for placed, _ in self._current.values() if placed == host)
 
     def host_of(self, name: str) -> str | None:
-        """The host of ``name``'s current incarnation (``None`` before its first)."""
+        """The host of ``name``'s current incarnation (``None`` before its first and after
+        its last ended)."""
         placed = self._current.get(name)
         return placed[0] if placed is not None else None
+
+    def _ended(self, name: str, host: str, agent_id: str) -> None:
+        if self._current.get(name) != (host, agent_id):
+            return  # already replaced (or the cluster closed and killed it)
+        del self._current[name]
+        if not self._closed:
+            self._nursery.start_soon(self._kill_quietly, host, agent_id)
 
     def _placed(self, name: str, host: str, agent_id: str) -> None:
         old = self._current.get(name)
@@ -392,6 +429,7 @@ async def open_cluster(backend: Backend, *, grace: float = 5.0) -> AsyncIterator
             try:
                 yield cluster
             finally:
+                cluster._closed = True
                 with trio.CancelScope(shield=True):
                     for host, agent_id in list(cluster._current.values()):
                         await cluster._kill_quietly(host, agent_id)

@@ -117,6 +117,25 @@ class FakeBackend:
             raise HostLost(host)
         return target
 
+    def hosts(self) -> Sequence[str]:
+        """Every host, killed or alive, in the order they were opened."""
+        return list(self._hosts)
+
+    async def running(self, host: str) -> list[str]:
+        """The ids of the agents with a run in progress on ``host``, sorted."""
+        await trio.lowlevel.checkpoint()
+        return sorted(self._alive(host).runs)
+
+    def hosted(self, host: str, agent_id: str) -> Agent:
+        """The agent itself, as it lives on ``host`` (in-process hosts only: for tests that
+        look at what travelled)."""
+        agent = self._alive(host).agents.get(agent_id)
+        if agent is None:
+            raise InvalidArgumentError(
+                f"no agent {agent_id!r} on host {host!r} (there: {sorted(self._host(host).agents)})"
+            )
+        return agent
+
     def live_hosts(self) -> Sequence[str]:
         """The hosts not killed, in the order they were opened."""
         return [name for name, host in self._hosts.items() if host.alive]

@@ -308,6 +308,20 @@ class RayBackend:
             self._mark_lost(host)  # before anyone places a restart
             raise HostLost(host, f"host {host!r} was lost (its Ray actor died)") from None
 
+    def hosts(self) -> Sequence[str]:
+        """Every host this backend opened, lost or alive, in the order given."""
+        return list(self._actors)
+
+    async def running(self, host: str) -> list[str]:
+        """The ids of the agents with a run in progress on ``host``, sorted (asked of the
+        host itself; :class:`HostLost` if it is gone)."""
+        return list(await self._call(host, "running"))
+
+    async def wait_running(self, host: str, count: int) -> None:
+        """Return once at least ``count`` runs are in progress on ``host`` (for tests and
+        demos that must act while remote runs are under way)."""
+        await self._call(host, "wait_running", count)
+
     def live_hosts(self) -> Sequence[str]:
         """The hosts whose actors are alive, as far as this process knows."""
         return [name for name, lost in self._lost.items() if not lost.is_set()]
