@@ -188,7 +188,7 @@ async def test_agent_tool_aborted_agent_is_a_tool_error(
 
 
 def test_agent_tool_bad_arguments() -> None:
-    with pytest.raises(InvalidArgumentError, match="callable factory"):
+    with pytest.raises(InvalidArgumentError, match="an agent factory or an AgentSpec"):
         agent_tool("nope", name="x", description="d")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="non-empty str"):
         agent_tool(lambda: Agent(ScriptedModel([])), name="", description="d")
@@ -365,6 +365,30 @@ async def test_fastest_n(autojump_clock: trio.testing.MockClock) -> None:
     )
     assert [o.step for o in out.outputs] == ["d", "b"]  # finishing order
     assert sorted(watch.log) == ["a cancelled", "b done", "c cancelled", "d done"]
+
+
+async def test_fastest_n_fails_as_soon_as_n_successes_are_out_of_reach(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Four branches, n=3: one failure leaves 3 reachable; the second makes 3 impossible, so
+    # the rest are cancelled then, and the first failure (in time) is raised with the
+    # successes finished so far.
+    watch = Watch()
+    with pytest.raises(StepFailed, match="'early'") as caught:
+        await run_parallel(
+            [
+                watch.step("quick", 1),
+                scripted("early", fail(ModelOverloaded("down"), delay=2)),
+                scripted("late", fail(ModelOverloaded("down too"), delay=3)),
+                watch.step("slow", 9),
+            ],
+            "go",
+            merge=Merge.FASTEST,
+            n=3,
+        )
+    assert trio.current_time() == 3  # not 9: it did not wait for "slow"
+    assert [o.step for o in caught.value.outputs] == ["quick"]
+    assert sorted(watch.log) == ["quick done", "slow cancelled"]
 
 
 async def test_outside_cancellation_of_parallel_is_bare(

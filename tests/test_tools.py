@@ -1079,3 +1079,24 @@ def test_combine_executors_rejects_duplicates_and_non_executors() -> None:
         combine_executors(Toolset([search]), Toolset([search]))
     with pytest.raises(InvalidArgumentError, match=r"executors\[1\] must be a ToolExecutor"):
         combine_executors(Toolset([search]), object())  # type: ignore[arg-type]
+
+
+async def test_an_annotated_typeddict_parameter_is_validated_and_structured() -> None:
+    from typing import TypedDict
+
+    class Place(TypedDict):
+        name: str
+
+    seen: list[object] = []
+
+    async def visit(place: Annotated[Place, "Where to go."]) -> str:
+        seen.append(place)
+        return place["name"]
+
+    visit_tool = tool(visit, name="visit", description="Visit.")
+    assert visit_tool.parameters["properties"]["place"]["description"] == "Where to go."
+    ctx = _ctx(_call("visit"))
+    assert await visit_tool.call({"place": {"name": "Oslo"}}, ctx) == "Oslo"
+    assert seen == [{"name": "Oslo"}]
+    with pytest.raises(ToolError, match="argument 'place'"):
+        await visit_tool.call({"place": {"nom": "Oslo"}}, ctx)

@@ -726,6 +726,12 @@ def _hint_source(fn: Any) -> Any:
     return getattr(fn, "__call__", fn)  # noqa: B004 - a callable object's method
 
 
+def _unannotated(hint: Any) -> Any:
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
 def _is_context(hint: Any) -> bool:
     if typing.get_origin(hint) is typing.Annotated:
         hint = typing.get_args(hint)[0]
@@ -812,7 +818,9 @@ def _analyze(
         bound.append(
             _Param(
                 name=param.name,
-                hint=hint,
+                # Validated against the bare type: cattrs does not see through Annotated
+                # for every kind of type (a TypedDict, for one).
+                hint=_unannotated(hint),
                 validate=True,
                 required=not has_default,
                 positional=param.kind is param.POSITIONAL_ONLY,
@@ -862,7 +870,7 @@ def _lenient_binder(fn: Any, takes_context: bool) -> _Binder:
         bound.append(
             _Param(
                 name=param.name,
-                hint=hints.get(param.name, Any),
+                hint=_unannotated(hints.get(param.name, Any)),
                 validate=validate,
                 required=param.default is param.empty,
                 positional=param.kind is param.POSITIONAL_ONLY,
