@@ -30,7 +30,16 @@ from trio_agents import (
     dump,
     load,
 )
-from trio_agents.patterns import Merge, Step, StepFailed, StepFinished, run_parallel, run_sequential
+from trio_agents.patterns import (
+    Merge,
+    Step,
+    StepFailed,
+    StepFinished,
+    map_reduce,
+    run_parallel,
+    run_sequential,
+    vote,
+)
 from trio_agents.testing import FunctionModel, ScriptedModel, fail, strategies, text
 
 
@@ -208,6 +217,113 @@ async def test_fastest_with_fewer_than_n_successes_raises_the_first_failure_and_
         ("y", False, False),
         ("slow", False, True),
     ]
+
+
+# --------------------------------------------------------------------------- pattern events
+
+
+def _pattern(events: list[Event]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for e in events:
+        if isinstance(e, PatternStarted):
+            out.append(("started", e.agent, e.pattern, e.agents))
+        elif isinstance(e, StepFinished):
+            out.append(("step", e.agent, e.index, e.ok))
+        elif isinstance(e, PatternFinished):
+            out.append(("finished", e.pattern, e.ok, e.detail))
+    return out
+
+
+async def test_map_reduce_events_in_order(autojump_clock: trio.testing.MockClock) -> None:
+    def mapper() -> Agent:
+        return Agent(
+            FunctionModel(lambda r: text("m", delay=float(len(r.messages[-1].content[0].text)))),  # type: ignore[union-attr]
+            name="mapper",
+        )
+
+    events: list[Event] = []
+    result = await map_reduce(
+        mapper, plain("r", "sum").factory, ["ccc", "a", "bb"], event_sink=events.append
+    )
+    assert result.output == "sum"
+    assert _pattern(events) == [
+        ("started", "map_reduce", "map_reduce", 3),
+        ("step", "map[1]", 1, True),  # finishing order: the shortest item first
+        ("step", "map[2]", 2, True),
+        ("step", "map[0]", 0, True),
+        ("step", "reduce", 3, True),
+        ("finished", "map_reduce", True, "3 mapped"),
+    ]
+
+
+async def test_vote_events_name_the_winner_and_a_failure_ends_the_pattern(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = EventLog()
+    infra = SharedInfra(log=log)
+    voters = [plain("a", "Paris", 1), plain("b", "paris.", 2), plain("c", "Lyon", 3)]
+    await vote(voters, "capital?", infra=infra)  # no event_sink: the tree's log
+    assert _pattern(log.events()) == [
+        ("started", "vote", "vote", 3),
+        ("step", "a", 0, True),
+        ("step", "b", 1, True),
+        ("step", "c", 2, True),
+        ("finished", "vote", True, "paris"),
+    ]
+    events: list[Event] = []
+    broken = Step(
+        "x",
+        lambda: Agent(
+            ScriptedModel([fail(ModelOverloaded("busy"))]),
+            name="x",
+            retry=RetryPolicy(max_attempts=1),
+        ),
+    )
+    with pytest.raises(StepFailed, match="busy"):
+        await vote([broken, plain("late", "y", 5)], "q", event_sink=events.append)
+    assert _pattern(events) == [
+        ("started", "vote", "vote", 2),
+        ("step", "x", 0, False),
+        (
+            "finished",
+            "vote",
+            False,
+            "StepFailed: step 0 ('x', agent 'x') failed: ModelOverloaded: busy",
+        ),
+    ]
+
+
+async def test_a_cancelled_pattern_reports_it_and_leaves_bare(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events: list[Event] = []
+    progress: list[object] = []
+    caught: list[BaseException] = []
+    with trio.move_on_after(2):
+        try:
+            await map_reduce(
+                plain("m", "x", 1).factory,
+                plain("r", "y", 10).factory,
+                ["a"],
+                event_sink=events.append,
+                progress=progress,  # type: ignore[arg-type]
+            )
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+    assert [type(e) for e in caught] == [trio.Cancelled]
+    assert len(progress) == 1  # the mapper's output is kept
+    assert _pattern(events)[-1] == ("finished", "map_reduce", False, "cancelled")
+
+
+async def test_a_tree_budget_stops_map_reduce_and_vote() -> None:
+    infra = SharedInfra(budget=Budget(UsageLimits(requests=2)))
+    with pytest.raises(StepFailed, match="BudgetExhausted") as caught:
+        await map_reduce(plain("m").factory, plain("r").factory, ["a", "b"], infra=infra)
+    assert "'reduce'" in str(caught.value)  # the two mappers spent it
+    assert [o.step for o in caught.value.outputs] == ["map[0]", "map[1]"]
+    with pytest.raises(StepFailed, match="BudgetExhausted"):
+        await vote([plain("a")], "q", infra=infra)
 
 
 # --------------------------------------------------------------------------- values
