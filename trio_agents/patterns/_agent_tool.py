@@ -33,8 +33,9 @@ def agent_tool(
     Cancelling the caller cancels the agent, and that cancellation propagates untouched.
 
     :param factory: zero-argument callable returning a new :class:`~trio_agents.Agent`.
-    :param name: the tool's name.
-    :param description: what the tool does, for the model.
+    :param name: the tool's name (required: there is no default, the calling model picks
+        tools by name).
+    :param description: what the tool does, for the model (required, like ``name``).
     :param output: maps the agent's result to the tool's text result.
     :raises InvalidArgumentError: ``factory`` or ``output`` is not callable, or ``name`` is empty.
     """
