@@ -585,6 +585,27 @@ async def debate(
     count = _positive("rounds", rounds)
     infra = _check_infra(infra)
     event_sink = _sink(event_sink, infra)
+    history = await _debate_rounds(steps, question, count, event_sink, progress, infra)
+    verdict = await _run(
+        Step("judge", judge),
+        len(steps),
+        f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
+        [o for past in history for o in past],
+        progress,
+        infra,
+    )
+    return DebateResult(rounds=tuple(history), verdict=verdict.result)
+
+
+async def _debate_rounds(
+    steps: Sequence[Step],
+    question: str,
+    count: int,
+    event_sink: EventSink | None,
+    progress: list[StepOutput] | None,
+    infra: SharedInfra | None,
+) -> list[tuple[StepOutput, ...]]:
+    """The rounds of a debate (see :func:`debate`), each round's answers in declaration order."""
     agents = [_build(step.factory, infra) for step in steps]
     history: list[tuple[StepOutput, ...]] = []
     for number in range(1, count + 1):
@@ -622,12 +643,4 @@ async def debate(
             _raise_flat(group)
         history.append(tuple(results[i] for i in range(len(steps))))
         _emit(event_sink, "debate", number, f"{len(steps)} answers")
-    verdict = await _run(
-        Step("judge", judge),
-        len(steps),
-        f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
-        [o for past in history for o in past],
-        progress,
-        infra,
-    )
-    return DebateResult(rounds=tuple(history), verdict=verdict.result)
+    return history
