@@ -375,12 +375,16 @@ APPROVED_MARKER = "APPROVED"
 
 @attrs.frozen
 class ReviewRound:
-    """One round of :func:`review_loop`: a draft and its review."""
+    """One draft of :func:`review_loop` and its review."""
 
     draft: AgentResult
     """The worker's result."""
     review: AgentResult
     """The reviewer's result."""
+    worker: str = "worker"
+    """The worker's step name (``"worker"`` when :func:`review_loop` got one factory)."""
+    round: int = 0
+    """1 for the first round (0 in values made before the field existed)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -388,18 +392,25 @@ class ReviewResult:
     """What :func:`review_loop` produced."""
 
     approved: bool
-    """Whether the reviewer approved the last draft."""
+    """Whether the reviewer approved a draft."""
     rounds: tuple[ReviewRound, ...]
-    """Every round, in order."""
+    """Every draft and its review, round by round (workers in declaration order within a
+    round)."""
+    winner: str | None = None
+    """The worker whose draft was approved (``None`` when none was)."""
 
     @property
     def output(self) -> str:
-        """The last draft's final text (approved or not)."""
+        """The approved draft's final text; without approval, the last draft's."""
+        if self.winner is not None:
+            for entry in reversed(self.rounds):
+                if entry.worker == self.winner:
+                    return entry.draft.final_text
         return self.rounds[-1].draft.final_text
 
 
 async def review_loop(
-    worker: AgentFactory,
+    worker: AgentFactory | Sequence[Step],
     reviewer: AgentFactory,
     task: str,
     *,
@@ -415,7 +426,25 @@ async def review_loop(
     task, its previous draft and the feedback. After ``max_rounds`` rounds without approval
     the result says ``approved=False`` (not an error). ``infra`` is as in
     :func:`run_sequential`.
+
+    With several workers (a sequence of :class:`Step`), each round every worker drafts at
+    once (the first round on the task, later ones on the task, its own previous draft and
+    its own feedback), then a fresh reviewer reviews each draft, all at once, on the task and
+    that draft alone. The loop stops after the first round in which the reviewer approves a
+    draft: the winner is the first approved worker in declaration order. A failing worker or
+    reviewer cancels the round and raises :exc:`StepFailed`.
     """
+    if isinstance(worker, Sequence):
+        return await _review_many(
+            _check_steps(worker, "review_loop"),
+            reviewer,
+            task,
+            max_rounds=max_rounds,
+            marker=marker,
+            event_sink=event_sink,
+            progress=progress,
+            infra=infra,
+        )
     limit = _positive("max_rounds", max_rounds)
     infra = _check_infra(infra)
     event_sink = _sink(event_sink, infra)
@@ -437,15 +466,66 @@ async def review_loop(
                 infra,
             )
         ).result
-        rounds.append(ReviewRound(draft, review))
+        rounds.append(ReviewRound(draft, review, "worker", number))
         approved = marker in review.final_text
         _emit(event_sink, "review", number, "approved" if approved else "feedback")
         if approved:
-            return ReviewResult(approved=True, rounds=tuple(rounds))
+            return ReviewResult(approved=True, rounds=tuple(rounds), winner="worker")
         prompt = (
             f"{task}\n\nYour previous draft:\n{draft.final_text}\n\n"
             f"Reviewer feedback:\n{review.final_text}"
         )
+    return ReviewResult(approved=False, rounds=tuple(rounds))
+
+
+async def _review_many(
+    workers: Sequence[Step],
+    reviewer: AgentFactory,
+    task: str,
+    *,
+    max_rounds: int,
+    marker: str,
+    event_sink: EventSink | None,
+    progress: list[StepOutput] | None,
+    infra: SharedInfra | None,
+) -> ReviewResult:
+    limit = _positive("max_rounds", max_rounds)
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
+    if not isinstance(marker, str) or not marker:
+        raise InvalidArgumentError(f"marker must be a non-empty str, got {marker!r}")
+    if not callable(reviewer):
+        raise InvalidArgumentError(f"reviewer must be an agent factory, got {reviewer!r}")
+    rounds: list[ReviewRound] = []
+    prompts = [task] * len(workers)
+    for number in range(1, limit + 1):
+        drafts = await _all(workers, prompts, len(workers), progress, infra)
+        reviewers = [Step(f"review {w.name}", reviewer) for w in workers]
+        reviews = await _all(
+            reviewers,
+            [f"{task}\n\n{d.result.final_text}" for d in drafts],
+            len(reviewers),
+            progress,
+            infra,
+        )
+        approved = [
+            w.name for w, r in zip(workers, reviews, strict=True) if marker in r.result.final_text
+        ]
+        for w, d, r in zip(workers, drafts, reviews, strict=True):
+            rounds.append(ReviewRound(d.result, r.result, w.name, number))
+        _emit(
+            event_sink,
+            "review",
+            number,
+            f"approved: {approved[0]}" if approved else "feedback",
+        )
+        if approved:
+            return ReviewResult(approved=True, rounds=tuple(rounds), winner=approved[0])
+        prompts = [
+            f"{task}\n\nYour previous draft:\n{d.result.final_text}\n\n"
+            f"Reviewer feedback:\n{r.result.final_text}"
+            for d, r in zip(drafts, reviews, strict=True)
+        ]
     return ReviewResult(approved=False, rounds=tuple(rounds))
 
 
