@@ -923,6 +923,9 @@ COVERED: dict[str, tuple[str, ...]] = {
             "test_outside_cancellation_is_bare_and_progress_keeps_partial_results",
         ),
     ),
+    "Swarm.run": (
+        "test_patterns_swarm::test_outside_cancellation_is_bare_and_progress_keeps_partial_results",
+    ),
     "Handoff.run": (
         "test_patterns_handoff::test_outside_cancellation_is_bare_and_keeps_partial_results",
     ),

@@ -13,7 +13,6 @@ from trio_agents import (
     Agent,
     AgentSpec,
     Budget,
-    InvalidArgumentError,
     ModelRunner,
     SharedInfra,
     ToolResultBlock,
@@ -107,38 +106,11 @@ async def test_an_agent_with_an_output_type_answers_the_tool_with_its_value_as_j
     assert json.loads(block.content) == {"city": "Oslo", "high": 3.5}
 
 
-async def test_from_a_spec_name_description_and_types_come_through_the_runner() -> None:
-    spec = AgentSpec(
-        name="forecaster",
-        instructions="Forecast the weather for a city.\nBe brief.",
-    )
-    model = ScriptedModel(
-        [
-            tool_call("forecaster", {"input": {"name": "Oslo"}}, id="c1"),
-            tool_call("final_result", {"city": "Oslo", "high": 3.5}, id="f1"),
-            "done",
-        ]
-    )
-    runner = ModelRunner(model)
-    ask = agent_tool(spec, runner=runner, input_type=Place, output_type=Forecast)
-    assert ask.name == "forecaster"
-    assert ask.description == "Forecast the weather for a city."
-    lead = Agent(model, tools=[ask])
-    result = await lead.run("go")
-    block = results_of(result.messages)["forecaster"]
-    assert json.loads(block.content) == {"city": "Oslo", "high": 3.5}
-    specialist_request = model.requests[1]
-    assert specialist_request.output is not None  # asked for the type
-    asked = specialist_request.messages[-1]
-    assert isinstance(asked, UserMessage)
-    assert json.loads(asked.content[0].text) == {"name": "Oslo"}  # type: ignore[union-attr]
-
-
 async def test_from_a_spec_the_trees_budget_holds() -> None:
     spec = AgentSpec(name="helper", instructions="Help.")
     helper_model = ScriptedModel(["first answer", "second answer"])
     infra = SharedInfra(budget=Budget(UsageLimits(requests=1)))
-    ask = agent_tool(spec, runner=ModelRunner(helper_model), infra=infra)
+    ask = agent_tool(spec=spec, runner=ModelRunner(helper_model), infra=infra)
     lead = Agent(
         ScriptedModel(
             [
@@ -174,37 +146,3 @@ async def test_cancelling_the_caller_cancels_a_typed_agent_and_stays_bare() -> N
             with pytest.raises(trio.Cancelled) as caught:
                 await lead.run("go")
     assert type(caught.value) is trio.Cancelled
-
-
-def test_bad_arguments_are_named() -> None:
-    spec = AgentSpec(name="helper", instructions="Help.")
-    runner = ModelRunner(ScriptedModel([]))
-
-    def factory() -> Agent:
-        return Agent(ScriptedModel([]))
-
-    cases = [
-        (lambda: agent_tool("nope"), "an agent factory or an AgentSpec, got 'nope'"),  # type: ignore[arg-type]
-        (lambda: agent_tool(factory, description="d"), "needs name= and description="),
-        (lambda: agent_tool(factory, name="x"), "needs name= and description="),
-        (
-            lambda: agent_tool(factory, name="x", description="d", runner=runner),
-            "runner= is for an AgentSpec",
-        ),
-        (
-            lambda: agent_tool(factory, name="x", description="d", output_type=Forecast),
-            "output_type= is for an AgentSpec",
-        ),
-        (lambda: agent_tool(spec), "needs runner=ModelRunner"),
-        (lambda: agent_tool(AgentSpec(name="mute"), runner=runner), "needs description="),
-        (lambda: agent_tool(spec, runner=runner, infra=object()), "infra must be a SharedInfra"),  # type: ignore[arg-type]
-        (lambda: agent_tool(spec, runner=runner, input_type=object), "object"),
-        (lambda: agent_tool(spec, runner=runner, output_type=object), "object"),
-        (lambda: agent_tool(factory, name="", description="d"), "non-empty str"),
-    ]
-    for make, message in cases:
-        with pytest.raises(
-            InvalidArgumentError,
-            match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\["),
-        ):
-            make()

@@ -188,7 +188,7 @@ async def test_agent_tool_aborted_agent_is_a_tool_error(
 
 
 def test_agent_tool_bad_arguments() -> None:
-    with pytest.raises(InvalidArgumentError, match="an agent factory or an AgentSpec"):
+    with pytest.raises(InvalidArgumentError, match="callable factory"):
         agent_tool("nope", name="x", description="d")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="non-empty str"):
         agent_tool(lambda: Agent(ScriptedModel([])), name="", description="d")

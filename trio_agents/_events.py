@@ -150,6 +150,77 @@ class ToolProgress(Event):
     """A human-readable note, if any."""
 
 
+# --------------------------------------------------------------------------- patterns
+
+
+@attrs.frozen(kw_only=True)
+class PatternStarted(Event):
+    """A coordination pattern began (``agent`` is the pattern's name, e.g. ``"vote"``)."""
+
+    kind: ClassVar[str] = "pattern_started"
+    pattern: str
+    """Which pattern: ``"map_reduce"``, ``"vote"``, ``"review_loop"``, ``"swarm.parallel"``,
+    ``"swarm.sequential"`` or ``"swarm.debate"``."""
+    agents: int
+    """How many agents it starts with (items, voters, workers, members)."""
+
+
+@attrs.frozen(kw_only=True)
+class PatternFinished(Event):
+    """A coordination pattern ended: with its result, a failure, or cancelled."""
+
+    kind: ClassVar[str] = "pattern_finished"
+    pattern: str
+    """Which pattern (as in :class:`PatternStarted`)."""
+    ok: bool
+    """Whether it returned a result."""
+    detail: str = ""
+    """What it decided (the winner, the approved worker, ...), or why it did not finish
+    (``"cancelled"``, or the error's type and message)."""
+
+
+# --------------------------------------------------------------------------- mailbox
+
+
+@attrs.frozen(kw_only=True)
+class MailboxSent(Event):
+    """A message was put in a mailbox (``agent`` is the mailbox's name)."""
+
+    kind: ClassVar[str] = "mailbox_sent"
+    queued: int
+    """Messages waiting in the mailbox just after (0 when a receiver took it at once)."""
+
+
+@attrs.frozen(kw_only=True)
+class MailboxReceived(Event):
+    """A message was taken from a mailbox (``agent`` is the mailbox's name)."""
+
+    kind: ClassVar[str] = "mailbox_received"
+    queued: int
+    """Messages still waiting in the mailbox."""
+
+
+@attrs.frozen(kw_only=True)
+class MailboxOverflow(Event):
+    """A send found its mailbox full (``agent`` is the mailbox's name)."""
+
+    kind: ClassVar[str] = "mailbox_overflow"
+    capacity: int
+    """The mailbox's capacity."""
+    waited: bool
+    """``True``: the sender waits for room (``send``, ``broadcast``); ``False``: it was refused
+    with :class:`trio.WouldBlock` (``send_nowait``)."""
+
+
+@attrs.frozen(kw_only=True)
+class MailboxClosed(Event):
+    """A mailbox was closed (``agent`` is the mailbox's name)."""
+
+    kind: ClassVar[str] = "mailbox_closed"
+    queued: int
+    """Messages still waiting in it, which receivers can drain."""
+
+
 EventSink: TypeAlias = Callable[[Event], None]
 """Where events go: a synchronous callable that must not block."""
 

@@ -8,6 +8,13 @@ import attrs
 import trio
 
 from ._errors import InvalidArgumentError, UsageError
+from ._events import (
+    EventSink,
+    MailboxClosed,
+    MailboxOverflow,
+    MailboxReceived,
+    MailboxSent,
+)
 
 __all__ = ["Mailbox", "MailboxStatistics"]
 
@@ -45,13 +52,29 @@ class Mailbox:
     :class:`trio.ClosedResourceError` (also in a task blocked in :meth:`send`) and receiving
     drains the waiting messages, then raises :class:`trio.EndOfChannel`.
 
+    With an ``event_sink`` (e.g. the tree's :class:`~trio_agents.EventLog`), every message put
+    in a mailbox is a :class:`~trio_agents.MailboxSent` event and every message taken out a
+    :class:`~trio_agents.MailboxReceived` (``agent`` is the mailbox's name); a send that finds
+    its mailbox full is first a :class:`~trio_agents.MailboxOverflow` (``waited=True`` for
+    :meth:`send` and :meth:`broadcast`, which then wait; ``False`` for :meth:`send_nowait`,
+    which raises), and :meth:`close` emits a :class:`~trio_agents.MailboxClosed` per mailbox.
+
     :param capacity: messages each mailbox holds before senders block (``>= 0``).
     :param names: mailboxes to open at once (see :meth:`open`).
+    :param event_sink: receives the mailbox events (none without it).
     """
 
-    def __init__(self, capacity: int = 16, names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, capacity: int = 16, names: Iterable[str] = (), *, event_sink: EventSink | None = None
+    ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
             raise InvalidArgumentError(f"Mailbox capacity must be an int >= 0, got {capacity!r}")
+        if event_sink is not None and not callable(event_sink):
+            raise InvalidArgumentError(
+                f"event_sink must be a callable taking an Event, or None, got {event_sink!r}"
+            )
+        self.event_sink = event_sink
+        """Where the mailbox events go (``None``: nowhere); may be set later."""
         self._capacity = capacity
         self._boxes: dict[str, _Box] = {}
         self._closed = False
@@ -103,11 +126,47 @@ class Mailbox:
         :raises InvalidArgumentError: there is no mailbox called ``name``.
         :raises trio.ClosedResourceError: the mailboxes are (or get) closed.
         """
-        await self._box(name).send.send(message)
+        box = self._box(name)
+        sink = self.event_sink
+        if sink is None:
+            await box.send.send(message)
+            return
+        # trio's own send, with an event between finding the mailbox full and waiting.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            box.send.send_nowait(message)
+        except trio.WouldBlock:
+            sink(
+                MailboxOverflow(
+                    time=trio.current_time(), agent=name, capacity=self._capacity, waited=True
+                )
+            )
+            await box.send.send(message)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        sink(MailboxSent(time=trio.current_time(), agent=name, queued=self._queued(box)))
 
     def send_nowait(self, name: str, message: object) -> None:
         """Like :meth:`send`, but raises :class:`trio.WouldBlock` when the mailbox is full."""
-        self._box(name).send.send_nowait(message)
+        box = self._box(name)
+        sink = self.event_sink
+        if sink is None:
+            box.send.send_nowait(message)
+            return
+        try:
+            box.send.send_nowait(message)
+        except trio.WouldBlock:
+            sink(
+                MailboxOverflow(
+                    time=trio.current_time(), agent=name, capacity=self._capacity, waited=False
+                )
+            )
+            raise
+        sink(MailboxSent(time=trio.current_time(), agent=name, queued=self._queued(box)))
+
+    @staticmethod
+    def _queued(box: _Box) -> int:
+        return box.recv.statistics().current_buffer_used
 
     async def receive(self, name: str) -> object:
         """The next message of mailbox ``name``, waiting for one if it is empty.
@@ -115,11 +174,23 @@ class Mailbox:
         :raises InvalidArgumentError: there is no mailbox called ``name``.
         :raises trio.EndOfChannel: the mailboxes are closed and this one is drained.
         """
-        return await self._box(name).recv.receive()
+        box = self._box(name)
+        message = await box.recv.receive()
+        if self.event_sink is not None:
+            self.event_sink(
+                MailboxReceived(time=trio.current_time(), agent=name, queued=self._queued(box))
+            )
+        return message
 
     def receive_nowait(self, name: str) -> object:
         """Like :meth:`receive`, but raises :class:`trio.WouldBlock` when it is empty."""
-        return self._box(name).recv.receive_nowait()
+        box = self._box(name)
+        message = box.recv.receive_nowait()
+        if self.event_sink is not None:
+            self.event_sink(
+                MailboxReceived(time=trio.current_time(), agent=name, queued=self._queued(box))
+            )
+        return message
 
     async def broadcast(self, message: object, *, exclude: Iterable[str] = ()) -> list[str]:
         """Send ``message`` to every mailbox except those in ``exclude``, one after the other.
@@ -133,7 +204,7 @@ class Mailbox:
             self._box(name)
         targets = [name for name in self._boxes if name not in skip]
         for name in targets:
-            await self._boxes[name].send.send(message)
+            await self.send(name, message)
         return targets
 
     def statistics(self, name: str) -> MailboxStatistics:
@@ -148,9 +219,14 @@ class Mailbox:
 
     def close(self) -> None:
         """Close every mailbox (idempotent): senders fail, receivers drain then end."""
+        first = not self._closed
         self._closed = True
-        for box in self._boxes.values():
+        for name, box in self._boxes.items():
             box.send.close()
+            if first and self.event_sink is not None:
+                self.event_sink(
+                    MailboxClosed(time=trio.current_time(), agent=name, queued=self._queued(box))
+                )
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

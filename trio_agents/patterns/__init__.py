@@ -41,6 +41,7 @@ from ._shapes import (
     tournament,
     vote,
 )
+from ._swarm import Swarm, SwarmMode, SwarmResult
 
 __all__ = [
     "APPROVED_MARKER",
@@ -76,4 +77,7 @@ __all__ = [
     "tournament",
     "transfer_to_agent",
     "vote",
+    "Swarm",
+    "SwarmMode",
+    "SwarmResult",
 ]

@@ -18,6 +18,7 @@ from .._infra import SharedInfra
 from .._messages import AgentResult, Message, UserMessage
 from .._orchestrator import AgentFactory, _raise_flat
 from .._tools import Tool
+from ._common import _build, _check_infra, _sink
 
 __all__ = [
     "Merge",
@@ -85,7 +86,10 @@ class Merge(enum.Enum):
     """The first branch to succeed wins and the others are cancelled; if all fail, the first
     failure (in time) is raised."""
     FASTEST = "fastest"
-    """The first ``n`` successes (in finishing order) win and the others are cancelled."""
+    """The first ``n`` successes (in finishing order) win and the others are cancelled. As
+    soon as ``n`` successes can no longer be had (more than ``len(branches) - n`` failed),
+    the branches still running are cancelled and the first failure (in time) is raised, with
+    the successes so far in :attr:`StepFailed.outputs` and a note counting them."""
     CUSTOM = "custom"
     """Like :attr:`CONCAT`, then a fresh ``aggregator`` agent gets the labelled answers; its
     answer is the output (and its result the last of the outputs, as step ``"aggregate"``)."""
@@ -166,6 +170,7 @@ async def run_sequential(
     pass_transcript: bool = False,
     event_sink: EventSink | None = None,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
 ) -> PipelineResult:
     """Run ``steps`` one after the other, each on the previous step's answer.
 
@@ -173,20 +178,28 @@ async def run_sequential(
     steps' conversation (user messages and answers, tool calls left out) before the new
     request; otherwise only the previous answer.
 
+    With ``infra`` (the tree's :class:`~trio_agents.SharedInfra`), every agent a step builds
+    joins the tree: see "Tree-wide limits" in ``docs/patterns.rst``; events then go to
+    ``infra.log`` unless ``event_sink`` is given.
+
     :raises StepFailed: a step failed (names the step and agent; keeps the earlier outputs).
     """
     checked = _check_steps(steps, "run_sequential")
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
     outputs: list[StepOutput] = []
     transcript: list[Message] = []
     text = input
     for index, step in enumerate(checked):
-        agent = step.factory()
+        agent = None
         request: list[Message] = [*transcript, UserMessage.text(text)]
         try:
+            agent = _build(step.factory, infra)
             result = await agent.run(request)
         except Exception as exc:
             _emit(event_sink, step, index, ok=False, cancelled=False)
-            raise StepFailed(_failed(step, index, agent.name, exc), outputs=outputs) from exc
+            who = agent.name if agent is not None else step.name
+            raise StepFailed(_failed(step, index, who, exc), outputs=outputs) from exc
         _emit(event_sink, step, index, ok=True, cancelled=False)
         outputs.append(StepOutput(step.name, result))
         if progress is not None:
@@ -221,19 +234,22 @@ async def run_parallel(
     aggregator: AgentFactory | None = None,
     event_sink: EventSink | None = None,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
 ) -> PipelineResult:
     """Run every branch on ``input`` at once, in a nursery this call owns, and merge them.
 
     See :class:`Merge` for the strategies; ``n`` is how many successes :attr:`Merge.FASTEST`
     keeps; ``aggregator`` (required by :attr:`Merge.CUSTOM`, refused otherwise) builds the
     agent that merges the answers. Cancelling the call cancels every branch (it leaves as the bare
-    :class:`trio.Cancelled`).
+    :class:`trio.Cancelled`). ``infra`` is as in :func:`run_sequential`.
 
     :raises StepFailed: a branch failed under :attr:`Merge.CONCAT`, every branch failed under
         :attr:`Merge.FIRST`, or fewer than ``n`` succeeded under :attr:`Merge.FASTEST`.
     """
     checked = _check_steps(branches, "run_parallel")
     _check_merge(merge)
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
     if (merge is Merge.CUSTOM) != (aggregator is not None):
         raise InvalidArgumentError(
             "aggregator= goes with merge=Merge.CUSTOM, and Merge.CUSTOM needs one "
@@ -254,8 +270,9 @@ async def run_parallel(
     failures: list[StepFailed] = []
 
     async def branch(index: int, step: Step, scope: trio.CancelScope) -> None:
-        agent = step.factory()
+        agent = None
         try:
+            agent = _build(step.factory, infra)
             result = await agent.run(input)
         except trio.Cancelled:
             if scope.cancel_called:  # lost to the branches that finished (or failed)
@@ -263,7 +280,8 @@ async def run_parallel(
             raise
         except Exception as exc:
             _emit(event_sink, step, index, ok=False, cancelled=False)
-            failures.append(StepFailed(_failed(step, index, agent.name, exc)))
+            who = agent.name if agent is not None else step.name
+            failures.append(StepFailed(_failed(step, index, who, exc)))
             failures[-1].__cause__ = exc
             if everything or len(failures) > len(checked) - wanted:
                 scope.cancel(reason=f"branch {step.name!r} failed")
@@ -286,6 +304,11 @@ async def run_parallel(
         first = failures[0]
         if not everything and len(failures) == len(checked):
             first.add_note(f"every branch failed ({len(failures)})")
+        elif merge is Merge.FASTEST:
+            first.add_note(
+                f"Merge.FASTEST wanted {n} successes: {len(done)} succeeded, "
+                f"{len(failures)} failed, the others were cancelled"
+            )
         first.outputs = tuple(done[i] for i in sorted(done))
         raise first
     if everything:
@@ -295,11 +318,13 @@ async def run_parallel(
     if aggregator is None:
         return PipelineResult(outputs=tuple(kept), output=_join(kept))
     step = Step("aggregate", aggregator)
-    agent = step.factory()
+    agent = None
     try:
+        agent = _build(step.factory, infra)
         labelled = "\n\n".join(f"[{o.step}]\n{o.result.final_text}" for o in kept)
         merged = await agent.run(f"{input}\n\n{labelled}")
     except Exception as exc:
-        raise StepFailed(_failed(step, len(checked), agent.name, exc), outputs=kept) from exc
+        who = agent.name if agent is not None else step.name
+        raise StepFailed(_failed(step, len(checked), who, exc), outputs=kept) from exc
     _emit(event_sink, step, len(checked), ok=True, cancelled=False)
     return PipelineResult(outputs=(*kept, StepOutput(step.name, merged)), output=merged.final_text)

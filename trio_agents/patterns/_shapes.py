@@ -9,11 +9,15 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from .._agent import Agent
 from .._errors import InvalidArgumentError
 from .._events import Event, EventSink
+from .._infra import SharedInfra
 from .._messages import AgentResult, ToolCallBlock
 from .._orchestrator import AgentFactory, _raise_flat
+from ._common import _build, _check_infra, _pattern_events, _sink
 from ._pipeline import Step, StepFailed, StepOutput, _check_steps, _failed
+from ._pipeline import _emit as _step_event
 
 __all__ = [
     "APPROVED_MARKER",
@@ -59,12 +63,18 @@ async def _run(
     prompt: str,
     done: Sequence[StepOutput] = (),
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
+    sink: EventSink | None = None,
 ) -> StepOutput:
-    agent = step.factory()
+    agent: Agent | None = None
     try:
+        agent = _build(step.factory, infra)
         result = await agent.run(prompt)
     except Exception as exc:
-        raise StepFailed(_failed(step, index, agent.name, exc), outputs=done) from exc
+        _step_event(sink, step, index, ok=False, cancelled=False)
+        who = agent.name if agent is not None else step.name
+        raise StepFailed(_failed(step, index, who, exc), outputs=done) from exc
+    _step_event(sink, step, index, ok=True, cancelled=False)
     out = StepOutput(step.name, result)
     if progress is not None:
         progress.append(out)
@@ -76,6 +86,8 @@ async def _all(
     prompts: Sequence[str],
     limit: int,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
+    sink: EventSink | None = None,
 ) -> list[StepOutput]:
     """Each step on its prompt, at most ``limit`` at once; the first failure cancels the rest."""
     results: dict[int, StepOutput] = {}
@@ -83,7 +95,9 @@ async def _all(
 
     async def one(index: int) -> None:
         async with limiter:
-            results[index] = await _run(steps[index], index, prompts[index], (), progress)
+            results[index] = await _run(
+                steps[index], index, prompts[index], (), progress, infra, sink
+            )
 
     try:
         async with trio.open_nursery() as nursery:
@@ -163,6 +177,7 @@ class Loop:
         until_output: str | None = None,
         max_iterations: int = 5,
         event_sink: EventSink | None = None,
+        infra: SharedInfra | None = None,
     ) -> None:
         _check_steps([step], "Loop")
         if until_tool is None and until_output is None:
@@ -176,7 +191,8 @@ class Loop:
         self.step = step
         self.until_tool = until_tool
         self.max_iterations = _positive("max_iterations", max_iterations)
-        self.event_sink = event_sink
+        self.infra = _check_infra(infra)
+        self.event_sink = _sink(event_sink, self.infra)
 
     async def run(self, input: str, *, progress: list[StepOutput] | None = None) -> LoopResult:
         """Iterate from ``input``; each finished iteration is appended to ``progress`` at once.
@@ -187,7 +203,7 @@ class Loop:
         outputs: list[StepOutput] = []
         text = input
         for number in range(1, self.max_iterations + 1):
-            out = await _run(self.step, number - 1, text, outputs, progress)
+            out = await _run(self.step, number - 1, text, outputs, progress, self.infra)
             outputs.append(out)
             text = out.result.final_text
             exit = ""
@@ -237,19 +253,29 @@ async def map_reduce(
     *,
     max_concurrency: int = 4,
     progress: list[StepOutput] | None = None,
+    event_sink: EventSink | None = None,
+    infra: SharedInfra | None = None,
 ) -> MapReduceResult:
     """Run a fresh mapper agent per item (at most ``max_concurrency`` at once), then a reducer
     on the labelled answers (``[map[0]] ...``, in item order).
 
     A failing mapper cancels the others and raises :exc:`StepFailed` naming the item
-    (``step 2 ('map[2]', ...)``) with the finished outputs kept.
+    (``step 2 ('map[2]', ...)``) with the finished outputs kept. Events: a
+    :class:`~trio_agents.PatternStarted`, a :class:`StepFinished` per mapper and for the
+    reducer (``"reduce"``), then a :class:`~trio_agents.PatternFinished`.
     """
     if not isinstance(items, Sequence) or isinstance(items, str) or not items:
         raise InvalidArgumentError(f"map_reduce needs a non-empty sequence of items, got {items!r}")
     limit = _positive("max_concurrency", max_concurrency)
+    infra = _check_infra(infra)
+    sink = _sink(event_sink, infra)
     steps = [Step(f"map[{i}]", mapper) for i in range(len(items))]
-    mapped = await _all(steps, [str(item) for item in items], limit, progress)
-    reduced = await _run(Step("reduce", reducer), len(items), _labelled(mapped), mapped, progress)
+    with _pattern_events(sink, "map_reduce", "map_reduce", len(items)) as outcome:
+        mapped = await _all(steps, [str(item) for item in items], limit, progress, infra, sink)
+        reduced = await _run(
+            Step("reduce", reducer), len(items), _labelled(mapped), mapped, progress, infra, sink
+        )
+        outcome.detail = f"{len(mapped)} mapped"
     return MapReduceResult(mapped=tuple(mapped), reduced=reduced.result)
 
 
@@ -290,13 +316,34 @@ async def vote(
     *,
     synthesizer: AgentFactory | None = None,
     progress: list[StepOutput] | None = None,
+    event_sink: EventSink | None = None,
+    infra: SharedInfra | None = None,
 ) -> VoteResult:
     """Ask every voter at once; the normalised answer given most often wins.
 
     With ``synthesizer``, a fresh agent then gets the labelled answers and the tally.
+    Events: a :class:`~trio_agents.PatternStarted`, a :class:`StepFinished` per voter (and for
+    ``"synthesize"``), then a :class:`~trio_agents.PatternFinished` whose ``detail`` is the
+    winner.
     """
     steps = _check_steps(voters, "vote")
-    votes = await _all(steps, [question] * len(steps), len(steps), progress)
+    infra = _check_infra(infra)
+    sink = _sink(event_sink, infra)
+    with _pattern_events(sink, "vote", "vote", len(steps)) as outcome:
+        result = await _vote(steps, question, synthesizer, progress, infra, sink)
+        outcome.detail = result.winner
+    return result
+
+
+async def _vote(
+    steps: Sequence[Step],
+    question: str,
+    synthesizer: AgentFactory | None,
+    progress: list[StepOutput] | None,
+    infra: SharedInfra | None,
+    sink: EventSink | None,
+) -> VoteResult:
+    votes = await _all(steps, [question] * len(steps), len(steps), progress, infra, sink)
     counts: dict[str, int] = {}
     for out in votes:
         key = normalise_answer(out.result.final_text)
@@ -308,7 +355,9 @@ async def vote(
         tally = ", ".join(f"{answer!r}: {count}" for answer, count in counts.items())
         prompt = f"{question}\n\n{_labelled(votes)}\n\nvotes: {tally}"
         synthesize = Step("synthesize", synthesizer)
-        synthesis = (await _run(synthesize, len(steps), prompt, votes, progress)).result
+        synthesis = (
+            await _run(synthesize, len(steps), prompt, votes, progress, infra, sink)
+        ).result
     return VoteResult(
         votes=tuple(votes),
         winner=leaders[0],
@@ -326,12 +375,16 @@ APPROVED_MARKER = "APPROVED"
 
 @attrs.frozen
 class ReviewRound:
-    """One round of :func:`review_loop`: a draft and its review."""
+    """One draft of :func:`review_loop` and its review."""
 
     draft: AgentResult
     """The worker's result."""
     review: AgentResult
     """The reviewer's result."""
+    worker: str = "worker"
+    """The worker's step name (``"worker"`` when :func:`review_loop` got one factory)."""
+    round: int = 0
+    """1 for the first round (0 in values made before the field existed)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -339,18 +392,25 @@ class ReviewResult:
     """What :func:`review_loop` produced."""
 
     approved: bool
-    """Whether the reviewer approved the last draft."""
+    """Whether the reviewer approved a draft."""
     rounds: tuple[ReviewRound, ...]
-    """Every round, in order."""
+    """Every draft and its review, round by round (workers in declaration order within a
+    round)."""
+    winner: str | None = None
+    """The worker whose draft was approved (``None`` when none was)."""
 
     @property
     def output(self) -> str:
-        """The last draft's final text (approved or not)."""
+        """The approved draft's final text; without approval, the last draft's."""
+        if self.winner is not None:
+            for entry in reversed(self.rounds):
+                if entry.worker == self.winner:
+                    return entry.draft.final_text
         return self.rounds[-1].draft.final_text
 
 
 async def review_loop(
-    worker: AgentFactory,
+    worker: AgentFactory | Sequence[Step],
     reviewer: AgentFactory,
     task: str,
     *,
@@ -358,20 +418,44 @@ async def review_loop(
     marker: str = APPROVED_MARKER,
     event_sink: EventSink | None = None,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
 ) -> ReviewResult:
     """A worker drafts, a reviewer approves (its answer contains ``marker``) or gives feedback.
 
     Each round builds a fresh worker and reviewer. After feedback, the next worker gets the
     task, its previous draft and the feedback. After ``max_rounds`` rounds without approval
-    the result says ``approved=False`` (not an error).
+    the result says ``approved=False`` (not an error). ``infra`` is as in
+    :func:`run_sequential`.
+
+    With several workers (a sequence of :class:`Step`), each round every worker drafts at
+    once (the first round on the task, later ones on the task, its own previous draft and
+    its own feedback), then a fresh reviewer reviews each draft, all at once, on the task and
+    that draft alone. The loop stops after the first round in which the reviewer approves a
+    draft: the winner is the first approved worker in declaration order. A failing worker or
+    reviewer cancels the round and raises :exc:`StepFailed`.
     """
+    if isinstance(worker, Sequence):
+        return await _review_many(
+            _check_steps(worker, "review_loop"),
+            reviewer,
+            task,
+            max_rounds=max_rounds,
+            marker=marker,
+            event_sink=event_sink,
+            progress=progress,
+            infra=infra,
+        )
     limit = _positive("max_rounds", max_rounds)
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
     if not isinstance(marker, str) or not marker:
         raise InvalidArgumentError(f"marker must be a non-empty str, got {marker!r}")
     rounds: list[ReviewRound] = []
     prompt = task
     for number in range(1, limit + 1):
-        draft = (await _run(Step("worker", worker), 2 * number - 2, prompt, (), progress)).result
+        draft = (
+            await _run(Step("worker", worker), 2 * number - 2, prompt, (), progress, infra)
+        ).result
         review = (
             await _run(
                 Step("reviewer", reviewer),
@@ -379,17 +463,69 @@ async def review_loop(
                 f"{task}\n\n{draft.final_text}",
                 (),
                 progress,
+                infra,
             )
         ).result
-        rounds.append(ReviewRound(draft, review))
+        rounds.append(ReviewRound(draft, review, "worker", number))
         approved = marker in review.final_text
         _emit(event_sink, "review", number, "approved" if approved else "feedback")
         if approved:
-            return ReviewResult(approved=True, rounds=tuple(rounds))
+            return ReviewResult(approved=True, rounds=tuple(rounds), winner="worker")
         prompt = (
             f"{task}\n\nYour previous draft:\n{draft.final_text}\n\n"
             f"Reviewer feedback:\n{review.final_text}"
         )
+    return ReviewResult(approved=False, rounds=tuple(rounds))
+
+
+async def _review_many(
+    workers: Sequence[Step],
+    reviewer: AgentFactory,
+    task: str,
+    *,
+    max_rounds: int,
+    marker: str,
+    event_sink: EventSink | None,
+    progress: list[StepOutput] | None,
+    infra: SharedInfra | None,
+) -> ReviewResult:
+    limit = _positive("max_rounds", max_rounds)
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
+    if not isinstance(marker, str) or not marker:
+        raise InvalidArgumentError(f"marker must be a non-empty str, got {marker!r}")
+    if not callable(reviewer):
+        raise InvalidArgumentError(f"reviewer must be an agent factory, got {reviewer!r}")
+    rounds: list[ReviewRound] = []
+    prompts = [task] * len(workers)
+    for number in range(1, limit + 1):
+        drafts = await _all(workers, prompts, len(workers), progress, infra)
+        reviewers = [Step(f"review {w.name}", reviewer) for w in workers]
+        reviews = await _all(
+            reviewers,
+            [f"{task}\n\n{d.result.final_text}" for d in drafts],
+            len(reviewers),
+            progress,
+            infra,
+        )
+        approved = [
+            w.name for w, r in zip(workers, reviews, strict=True) if marker in r.result.final_text
+        ]
+        for w, d, r in zip(workers, drafts, reviews, strict=True):
+            rounds.append(ReviewRound(d.result, r.result, w.name, number))
+        _emit(
+            event_sink,
+            "review",
+            number,
+            f"approved: {approved[0]}" if approved else "feedback",
+        )
+        if approved:
+            return ReviewResult(approved=True, rounds=tuple(rounds), winner=approved[0])
+        prompts = [
+            f"{task}\n\nYour previous draft:\n{d.result.final_text}\n\n"
+            f"Reviewer feedback:\n{r.result.final_text}"
+            for d, r in zip(drafts, reviews, strict=True)
+        ]
     return ReviewResult(approved=False, rounds=tuple(rounds))
 
 
@@ -437,6 +573,7 @@ async def tournament(
     *,
     event_sink: EventSink | None = None,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
 ) -> TournamentResult:
     """Single elimination: every contestant answers ``task`` at once, then pairs are judged.
 
@@ -445,7 +582,9 @@ async def tournament(
     gets a bye (the last of the round). The matches of a round run at once.
     """
     steps = _check_steps(contestants, "tournament")
-    entries = await _all(steps, [task] * len(steps), len(steps), progress)
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
+    entries = await _all(steps, [task] * len(steps), len(steps), progress, infra)
     answers = {out.step: out.result.final_text for out in entries}
     alive = [out.step for out in entries]
     matches: list[Match] = []
@@ -460,7 +599,7 @@ async def tournament(
             for a, b in pairs
         ]
         judges = [Step(f"judge {a} vs {b}", judge) for a, b in pairs]
-        verdicts = await _all(judges, prompts, len(judges), progress)
+        verdicts = await _all(judges, prompts, len(judges), progress, infra)
         winners: list[str] = []
         losers: list[str] = []
         for (a, b), verdict in zip(pairs, verdicts, strict=True):
@@ -512,6 +651,7 @@ async def debate(
     rounds: int = 2,
     event_sink: EventSink | None = None,
     progress: list[StepOutput] | None = None,
+    infra: SharedInfra | None = None,
 ) -> DebateResult:
     """Debaters answer at once; in each later round, each one gets the others' latest answers
     to critique and revises its own; then a fresh judge gets the last round's answers.
@@ -523,7 +663,30 @@ async def debate(
     if len(steps) < 2:
         raise InvalidArgumentError(f"debate needs at least 2 debaters, got {len(steps)}")
     count = _positive("rounds", rounds)
-    agents = [step.factory() for step in steps]
+    infra = _check_infra(infra)
+    event_sink = _sink(event_sink, infra)
+    history = await _debate_rounds(steps, question, count, event_sink, progress, infra)
+    verdict = await _run(
+        Step("judge", judge),
+        len(steps),
+        f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
+        [o for past in history for o in past],
+        progress,
+        infra,
+    )
+    return DebateResult(rounds=tuple(history), verdict=verdict.result)
+
+
+async def _debate_rounds(
+    steps: Sequence[Step],
+    question: str,
+    count: int,
+    event_sink: EventSink | None,
+    progress: list[StepOutput] | None,
+    infra: SharedInfra | None,
+) -> list[tuple[StepOutput, ...]]:
+    """The rounds of a debate (see :func:`debate`), each round's answers in declaration order."""
+    agents = [_build(step.factory, infra) for step in steps]
     history: list[tuple[StepOutput, ...]] = []
     for number in range(1, count + 1):
         if number == 1:
@@ -560,11 +723,4 @@ async def debate(
             _raise_flat(group)
         history.append(tuple(results[i] for i in range(len(steps))))
         _emit(event_sink, "debate", number, f"{len(steps)} answers")
-    verdict = await _run(
-        Step("judge", judge),
-        len(steps),
-        f"{question}\n\n{_labelled(history[-1])}\n\nWhich answer is best, and why?",
-        [o for past in history for o in past],
-        progress,
-    )
-    return DebateResult(rounds=tuple(history), verdict=verdict.result)
+    return history
