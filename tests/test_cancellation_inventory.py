@@ -993,6 +993,8 @@ COVERED: dict[str, tuple[str, ...]] = {
     "AnthropicModel.request": ("test_provider_request_and_stream",),
     "AnthropicModel.stream": ("test_provider_request_and_stream",),
     "AnthropicModel.__aenter__": ("test_provider_request_and_stream",),
+    "RunJournal.run": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
+    "RunJournal.resume": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
 }
 
 

@@ -63,6 +63,10 @@ class ToolContext:
     """The user dependencies given to the agent."""
     infra: Any = None
     """Shared infrastructure of the agent tree (state store, event log, ...)."""
+    idempotency_key: str | None = None
+    """In a journaled run (:class:`~trio_agents.RunJournal`), ``"<run id>/<call id>"``: the
+    same when a call left in doubt by a crash is run again, so the tool can hand it to the
+    service it calls and the effect happens once. ``None`` outside journaled runs."""
 
 
 # --------------------------------------------------------------------------- helpers
