@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from test_cancellation_inventory import bare, cut_off
 
 from trio_agents import (
+    JOURNAL_SCHEMA_VERSION,
     Agent,
     AssistantMessage,
+    InvalidArgumentError,
     JournalBackend,
+    JournalCorrupted,
+    JournalRecord,
     MemoryJournal,
     ModelRequest,
     RunJournal,
+    SQLiteJournal,
+    StateStore,
     StopReason,
     ToolCallInDoubt,
     ToolContext,
     tool,
 )
-from trio_agents.testing import FunctionModel, ScriptStep, text, tool_call
+from trio_agents._journal import _decode, _encode
+from trio_agents.testing import FunctionModel, ScriptStep, hang, text, tool_call
 
 # --------------------------------------------------------------------------- helpers
 
@@ -200,3 +211,192 @@ def test_resume_after_a_crash_gives_the_uncrashed_result(
         assert len(paid) == len(set(paid))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# --------------------------------------------------------------------------- in doubt
+
+
+async def _crashed_payment(world: World, after: int = 3) -> RunJournal:
+    """A run that paid, then died while journaling the payment's result."""
+    store = MemoryJournal()
+    with pytest.raises(Crash):
+        await RunJournal(CrashingBackend(store, after)).run(world.agent(), "go", run_id="r")
+    return RunJournal(store)
+
+
+async def test_an_in_doubt_call_is_not_rerun_and_bad_resolutions_change_nothing(
+    autojump_clock: Any,
+) -> None:
+    world = World(PAY)
+    journal = await _crashed_payment(world)
+    assert world.effects == [("p1", "r/p1")]  # it paid, then died
+    with pytest.raises(ToolCallInDoubt, match=r"pay \(call 'p1'\)") as caught:
+        await journal.resume(world.agent(), "r")
+    assert [(c.run_id, c.call.id) for c in caught.value.calls] == [("r", "p1")]
+    assert world.effects == [("p1", "r/p1")]  # not paid again
+    before = journal.records("r")
+    with pytest.raises(InvalidArgumentError, match="'rerun', 'result', 'fail'"):
+        journal.resolve("r", "p1", "maybe")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"calls in doubt: \['p1'\]"):
+        journal.resolve("r", "nope", "fail")
+    assert journal.records("r") == before
+
+
+@pytest.mark.parametrize(
+    ("how", "effects", "content"),
+    [
+        ("rerun", 2, "paid 5"),
+        ("result", 1, "settled"),
+        ("fail", 1, "the outcome of this call is unknown"),
+    ],
+)
+async def test_resolutions(autojump_clock: Any, how: Any, effects: int, content: str) -> None:
+    world = World(PAY)
+    journal = await _crashed_payment(world)
+    journal.resolve("r", "p1", how, result="settled")
+    result = await journal.resume(world.agent(), "r")
+    assert result.output == "done"
+    assert len(world.effects) == effects
+    tool_results = [b for m in result.messages for b in getattr(m, "results", ())]
+    assert [r.content.startswith(content) for r in tool_results] == [True]
+    # Resolved once: a second resolution is refused.
+    with pytest.raises(InvalidArgumentError, match="not in doubt"):
+        journal.resolve("r", "p1", "fail")
+
+
+async def test_an_idempotent_tool_reruns_with_the_same_key(autojump_clock: Any) -> None:
+    world = World([tool_call("lookup", {"key": "a"}, id="l1"), text("done")])
+    store = MemoryJournal()
+    with pytest.raises(Crash):
+        # Input, response, start: then the tool runs and the process dies at its result.
+        await RunJournal(CrashingBackend(store, 3)).run(world.agent(), "go", run_id="r")
+    assert world.effects == [("l1", "r/l1")]
+    result = await RunJournal(store).resume(world.agent(), "r", idempotent=["lookup"])
+    assert result.output == "done"
+    assert world.effects == [("l1", "r/l1"), ("l1", "r/l1")]
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _line(run_id: str, index: int, kind: Any = "run_started", version: int = 1) -> str:
+    return _encode(JournalRecord(run_id=run_id, index=index, kind=kind, data=[], version=version))
+
+
+@given(
+    run_id=st.text(min_size=1, max_size=8),
+    index=st.integers(0, 10**6),
+    data=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+        max_leaves=8,
+    ),
+)
+def test_records_round_trip(run_id: str, index: int, data: Any) -> None:
+    record = JournalRecord(run_id=run_id, index=index, kind="tool_result", data=data)
+    assert _decode(run_id, index, _encode(record)) == record
+
+
+async def test_a_torn_tail_is_dropped_and_damage_in_the_middle_is_an_error(
+    autojump_clock: Any,
+) -> None:
+    world = World(PAY)
+    store = MemoryJournal()
+    journal = RunJournal(store)
+    expected = await journal.run(world.agent(), "go", run_id="r")
+    lines = store.read("r")
+    torn = MemoryJournal()
+    for i, line in enumerate(lines):
+        torn.append("r", i, line if i < len(lines) - 1 else line[: len(line) // 2])
+    assert len(RunJournal(torn).records("r")) == len(lines) - 1
+    calls = world.model_calls
+    resumed = await RunJournal(torn).resume(world.agent(), "r")
+    assert resumed.messages == expected.messages
+    assert world.model_calls == calls + 1  # only the torn last response was asked again
+
+    bad = MemoryJournal()
+    for i, line in enumerate(lines):
+        bad.append("r", i, line.replace("p1", "p2") if i == 2 else line)
+    with pytest.raises(JournalCorrupted, match=r"record 2 of run 'r' is damaged"):
+        RunJournal(bad).records("r")
+
+
+def test_a_newer_schema_is_refused() -> None:
+    store = MemoryJournal()
+    store.append("r", 0, _line("r", 0, version=JOURNAL_SCHEMA_VERSION + 1))
+    with pytest.raises(JournalCorrupted, match="newer trio_agents"):
+        RunJournal(store).records("r")
+
+
+async def test_sqlite_journal_survives_reopening(tmp_path: Path, autojump_clock: Any) -> None:
+    world = World(PAY)
+    path = tmp_path / "journal.db"
+    with SQLiteJournal(path) as backend:
+        expected = await RunJournal(backend).run(world.agent(), "go", run_id="r")
+    with SQLiteJournal(path) as backend:
+        assert backend.runs() == ["r"]
+        calls = world.model_calls
+        resumed = await RunJournal(backend).resume(world.agent(), "r")
+        assert world.model_calls == calls
+    assert resumed.messages == expected.messages
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_sqlite_journal_refuses_other_files(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(InvalidArgumentError, match="not a run journal"):
+        SQLiteJournal(other)
+    assert other.read_bytes() == before
+    state = tmp_path / "state.db"
+    StateStore.open_sqlite(state).close()
+    with pytest.raises(InvalidArgumentError, match="not a run journal"):
+        SQLiteJournal(state)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+async def test_bad_input_is_refused_and_journals_nothing(autojump_clock: Any) -> None:
+    world = World(PAY)
+    journal = RunJournal(MemoryJournal())
+    await journal.run(world.agent(), "go", run_id="r")
+    with pytest.raises(InvalidArgumentError, match="already journaled"):
+        await journal.run(world.agent(), "go", run_id="r")
+    with pytest.raises(InvalidArgumentError, match="not journaled"):
+        await journal.resume(world.agent(), "missing")
+    busy = world.agent()
+    await busy.run("earlier")
+    with pytest.raises(InvalidArgumentError, match="has a history"):
+        await journal.run(busy, "go", run_id="s")
+    with pytest.raises(InvalidArgumentError, match="non-empty str"):
+        await journal.run(world.agent(), "go", run_id="")
+    with pytest.raises(InvalidArgumentError, match="JournalBackend"):
+        RunJournal(object())  # type: ignore[arg-type]
+    assert journal.runs() == ["r"]
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+async def test_outside_cancellation_of_run_and_resume_is_bare() -> None:
+    model = FunctionModel(lambda r: PAY[0] if len(r.messages) == 1 else hang())
+    journal = RunJournal(MemoryJournal())
+    agent = Agent(model)
+    bare(await cut_off(lambda: journal.run(agent, "go", run_id="r")))
+    # Cut off in its second model call, after the first turn was journaled.
+    assert [r.kind for r in journal.records("r")] == [
+        "run_started",
+        "model_response",
+        "tool_started",
+        "tool_result",
+    ]
+    assert agent.last_result is not None
+    assert agent.last_result.stop_reason is StopReason.ABORTED
+    bare(await cut_off(lambda: journal.resume(Agent(model), "r")))

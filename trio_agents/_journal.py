@@ -180,7 +180,10 @@ class JournalBackend(Protocol):
     """
 
     def append(self, run_id: str, index: int, line: str) -> None:
-        """Store ``line`` as record ``index`` of ``run_id`` (indices come in order from 0)."""
+        """Store ``line`` as record ``index`` of ``run_id`` (indices come in order from 0).
+
+        A stored record at ``index`` or later (a torn tail that resume dropped) is replaced.
+        """
         ...
 
     def read(self, run_id: str) -> list[str]:
@@ -201,6 +204,7 @@ class MemoryJournal:
     def append(self, run_id: str, index: int, line: str) -> None:
         """Store ``line`` as record ``index`` of ``run_id``."""
         lines = self._runs.setdefault(run_id, [])
+        del lines[index:]  # a torn tail
         if index != len(lines):
             raise InvalidArgumentError(
                 f"record {index} of run {run_id!r} out of order: the run has {len(lines)}"
@@ -289,12 +293,10 @@ class SQLiteJournal:
     def append(self, run_id: str, index: int, line: str) -> None:
         """Store ``line`` as record ``index`` of ``run_id`` (committed on return)."""
         db = self._connection()
-        try:
+        with _transaction(db):
+            # A stored record at index or later is a torn tail that resume dropped.
+            db.execute(f"DELETE FROM {_JOURNAL_TABLE} WHERE run = ? AND idx >= ?", (run_id, index))
             db.execute(f"INSERT INTO {_JOURNAL_TABLE} VALUES (?, ?, ?)", (run_id, index, line))
-        except sqlite3.IntegrityError:
-            raise InvalidArgumentError(
-                f"record {index} of run {run_id!r} is already stored"
-            ) from None
 
     def read(self, run_id: str) -> list[str]:
         """The lines of ``run_id``, in index order."""
