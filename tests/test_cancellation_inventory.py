@@ -995,6 +995,10 @@ COVERED: dict[str, tuple[str, ...]] = {
     "AnthropicModel.__aenter__": ("test_provider_request_and_stream",),
     "RunJournal.run": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
     "RunJournal.resume": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
+    **dict.fromkeys(
+        ("RunJournal.run_delegator", "RunJournal.resume_delegator"),
+        ("test_journal_tree::test_outside_cancellation_of_a_journaled_tree_is_bare",),
+    ),
 }
 
 

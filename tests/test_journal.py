@@ -230,7 +230,7 @@ async def test_an_in_doubt_call_is_not_rerun_and_bad_resolutions_change_nothing(
     world = World(PAY)
     journal = await _crashed_payment(world)
     assert world.effects == [("p1", "r/p1")]  # it paid, then died
-    with pytest.raises(ToolCallInDoubt, match=r"pay \(call 'p1'\)") as caught:
+    with pytest.raises(ToolCallInDoubt, match=r"pay \(call 'p1' of run 'r'\)") as caught:
         await journal.resume(world.agent(), "r")
     assert [(c.run_id, c.call.id) for c in caught.value.calls] == [("r", "p1")]
     assert world.effects == [("p1", "r/p1")]  # not paid again

@@ -42,22 +42,30 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
 from ._errors import AgentError, InvalidArgumentError
 from ._messages import (
+    AgentResult,
     AssistantMessage,
     JSONValue,
     Message,
+    TextBlock,
     ToolCallBlock,
     ToolResultBlock,
+    UserMessage,
 )
 from ._models import ModelRequest, ToolDefinition
 from ._serde import dump, load
 from ._state import SQLITE_APPLICATION_ID
 from ._tools import ToolContext, ToolExecutor
+
+# The name of the delegation tool (see _delegation.DELEGATE_TOOL; not imported: _delegation
+# imports this module).
+_DELEGATE_TOOL: Final = "delegate"
 
 JOURNAL_SCHEMA_VERSION: Final = 1
 """The schema version of the journal records this version writes (and the newest it reads)."""
@@ -385,6 +393,9 @@ class _Replay:
             and call.id not in self.results
             and call.id not in self.released
             and call.name not in self.idempotent
+            # A delegation journals its specialist under a child run: running it again
+            # resumes that run, which repeats nothing journaled.
+            and call.name != _DELEGATE_TOOL
         ]
 
 
@@ -445,11 +456,55 @@ class _JournaledTools:
             replay.append("tool_started", call)
             replay.started[call.id] = call
             replay.released.discard(call.id)
-        ctx = attrs.evolve(ctx, idempotency_key=f"{replay.run_id}/{call.id}")
-        result = await self._inner.execute(call, ctx)
+        child = f"{replay.run_id}/{call.id}"
+        ctx = attrs.evolve(ctx, idempotency_key=child)
+        # A specialist this call delegates to journals under the child run id.
+        token = _NESTED.set(_Binding(replay.backend, child, replay.idempotent))
+        try:
+            result = await self._inner.execute(call, ctx)
+        finally:
+            _NESTED.reset(token)
         replay.append("tool_result", result)
         replay.results[call.id] = result
         return result
+
+
+@attrs.frozen
+class _Binding:
+    """The journaled run the next agent run through :func:`run_nested` belongs to."""
+
+    backend: JournalBackend
+    run_id: str
+    idempotent: frozenset[str]
+
+
+_NESTED: ContextVar[_Binding | None] = ContextVar("trio_agents_journal_binding", default=None)
+
+
+async def run_nested(agent: Any, task: str) -> AgentResult[Any]:
+    """Run ``agent`` on ``task``; journaled under the bound run id when a journaled run (or
+    tool call of one) is in progress in this context, resumed when that run is journaled.
+
+    :class:`~trio_agents.ModelRunner` runs its agents through this, so the specialists of
+    a journaled delegation journal under ``"<parent run id>/<delegate call id>"``.
+    """
+    binding = _NESTED.get()
+    result: AgentResult[Any]
+    if binding is None:
+        result = await agent.run(task)
+        return result
+    token = _NESTED.set(None)  # the agent's own tool calls bind their children
+    try:
+        journal = RunJournal(binding.backend)
+        if binding.backend.read(binding.run_id):
+            result = await journal.resume(agent, binding.run_id, idempotent=binding.idempotent)
+        else:
+            result = await journal.run(
+                agent, task, run_id=binding.run_id, idempotent=binding.idempotent
+            )
+        return result
+    finally:
+        _NESTED.reset(token)
 
 
 # --------------------------------------------------------------------------- the journal
@@ -549,9 +604,81 @@ class RunJournal:
             raise InvalidArgumentError(
                 f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
             )
+        self._check_tree(run_id, frozenset(idempotent))
         messages = load(records[0].data, list[Message])
         replay = _Replay(run_id, self.backend, records, frozenset(idempotent))
         return await self._drive(agent, messages, replay)
+
+    def _check_tree(self, run_id: str, idempotent: frozenset[str]) -> None:
+        """Raise ToolCallInDoubt for the in-doubt calls of ``run_id`` and its child runs,
+        before anything of the tree runs again."""
+        doubtful: list[InDoubtCall] = []
+        prefix = run_id + "/"
+        for run in [run_id, *(r for r in self.runs() if r.startswith(prefix))]:
+            replay = _Replay(run, self.backend, self.records(run), idempotent)
+            doubtful.extend(replay.in_doubt(replay.started.values()))
+        if doubtful:
+            names = ", ".join(
+                f"{d.call.name} (call {d.call.id!r} of run {d.run_id!r})" for d in doubtful
+            )
+            raise ToolCallInDoubt(
+                f"tool calls {names} started but their results were not journaled; resolve "
+                "each with RunJournal.resolve() ('rerun', 'result' or 'fail') and resume again",
+                calls=doubtful,
+            )
+
+    async def run_delegator(
+        self, delegator: Any, task: str, *, runner: Any, run_id: str, idempotent: Iterable[str] = ()
+    ) -> Any:
+        """Run ``delegator`` on ``task`` (:meth:`Delegator.run <trio_agents.Delegator.run>`)
+        with its main agent journaled under ``run_id`` and each specialist under
+        ``"<parent run id>/<delegate call id>"``.
+
+        :param runner: a :class:`~trio_agents.ModelRunner` (it runs agents through the
+            journal).
+        :raises InvalidArgumentError: ``run_id`` is already journaled (use
+            :meth:`resume_delegator`). Nothing is journaled.
+        """
+        run_id = _check_run_id(run_id)
+        if self.backend.read(run_id):
+            raise InvalidArgumentError(
+                f"run {run_id!r} is already journaled; resume_delegator() it, or use a new run_id"
+            )
+        token = _NESTED.set(_Binding(self.backend, run_id, frozenset(idempotent)))
+        try:
+            return await delegator.run(task, runner=runner)
+        finally:
+            _NESTED.reset(token)
+
+    async def resume_delegator(
+        self, delegator: Any, run_id: str, *, runner: Any, idempotent: Iterable[str] = ()
+    ) -> Any:
+        """Resume a :meth:`run_delegator` run after a crash: the main agent and every
+        specialist resume from their journals; finished specialist work is replayed.
+
+        :raises InvalidArgumentError: ``run_id`` is not journaled. Nothing changes.
+        :raises ToolCallInDoubt: a call anywhere in the tree is in doubt (see :meth:`resume`).
+        """
+        run_id = _check_run_id(run_id)
+        records = self.records(run_id)
+        if not records:
+            raise InvalidArgumentError(
+                f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
+            )
+        self._check_tree(run_id, frozenset(idempotent))
+        messages = load(records[0].data, list[Message])
+        first = messages[0] if messages else None
+        blocks = first.content if isinstance(first, UserMessage) else ()
+        if len(blocks) != 1 or not isinstance(blocks[0], TextBlock):
+            raise InvalidArgumentError(
+                f"run {run_id!r} was not started by run_delegator (its input is not one task)"
+            )
+        task = blocks[0].text
+        token = _NESTED.set(_Binding(self.backend, run_id, frozenset(idempotent)))
+        try:
+            return await delegator.run(task, runner=runner)
+        finally:
+            _NESTED.reset(token)
 
     def resolve(
         self,
