@@ -18,6 +18,7 @@ from test_cancellation_inventory import bare, cut_off
 from trio_agents import (
     JOURNAL_SCHEMA_VERSION,
     Agent,
+    AlreadyRunningError,
     AssistantMessage,
     InvalidArgumentError,
     JournalBackend,
@@ -382,6 +383,20 @@ async def test_bad_input_is_refused_and_journals_nothing(autojump_clock: Any) ->
     assert journal.runs() == ["r"]
 
 
+async def test_a_running_agent_is_refused_and_keeps_its_model() -> None:
+    model = FunctionModel(lambda r: hang())
+    agent = Agent(model)
+    journal = RunJournal(MemoryJournal())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(agent.run, "busy")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(AlreadyRunningError, match="already running"):
+            await journal.run(agent, "go", run_id="r")
+        assert agent.model is model
+        nursery.cancel_scope.cancel()
+    assert journal.runs() == []
+
+
 # --------------------------------------------------------------------------- cancellation
 
 
@@ -400,3 +415,33 @@ async def test_outside_cancellation_of_run_and_resume_is_bare() -> None:
     assert agent.last_result is not None
     assert agent.last_result.stop_reason is StopReason.ABORTED
     bare(await cut_off(lambda: journal.resume(Agent(model), "r")))
+
+
+async def test_a_tool_declared_idempotent_reruns_without_being_named(
+    autojump_clock: Any,
+) -> None:
+    keys: list[str | None] = []
+
+    @tool(idempotent=True)
+    async def charge(ctx: ToolContext, amount: int) -> str:
+        """Charge ``amount``; the payment service deduplicates by the idempotency key."""
+        keys.append(ctx.idempotency_key)
+        return "charged"
+
+    script = [tool_call("charge", {"amount": 3}, id="k1"), text("done")]
+
+    def agent() -> Agent[str]:
+        model = FunctionModel(
+            lambda r: script[sum(isinstance(m, AssistantMessage) for m in r.messages)]
+        )
+        return Agent(model, tools=[charge])
+
+    store = MemoryJournal()
+    with pytest.raises(Crash):
+        await RunJournal(CrashingBackend(store, 3)).run(agent(), "go", run_id="r")
+    started = RunJournal(store).records("r")[2]
+    assert started.kind == "tool_started"
+    assert isinstance(started.data, dict) and started.data["idempotent"] is True
+    result = await RunJournal(store).resume(agent(), "r")
+    assert result.output == "done"
+    assert keys == ["r/k1", "r/k1"]

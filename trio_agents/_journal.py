@@ -16,11 +16,12 @@ Rules:
   may have died before, during or after the tool's side effect. A tool named in
   ``idempotent=`` is run again with the same :attr:`ToolContext.idempotency_key
   <trio_agents.ToolContext.idempotency_key>` (``"<run id>/<call id>"``), which the tool can
-  hand to the outside service so the effect happens once. Any other tool is never run
-  again silently: resume raises :class:`ToolCallInDoubt` naming the calls, before any tool
-  of that turn runs, and the caller resolves each one with :meth:`RunJournal.resolve`
-  (``"rerun"``, ``"result"`` with the result the effect had, or ``"fail"``, which gives the
-  model an error result), then resumes again.
+  hand to the outside service so the effect happens once; so is a tool declared with
+  ``@tool(idempotent=True)`` (the declaration is journaled with the call's start). Any
+  other tool is never run again silently: resume raises :class:`ToolCallInDoubt` naming
+  the calls, before any tool of that turn runs, and the caller resolves each one with
+  :meth:`RunJournal.resolve` (``"rerun"``, ``"result"`` with the result the effect had,
+  or ``"fail"``, which gives the model an error result), then resumes again.
 * Every record is one line of JSON with a schema version and a CRC-32 of its content. When
   reading a run, a damaged *last* record (a torn write: the process died while appending)
   is dropped and the run resumes from the record before it; a damaged record anywhere else
@@ -47,7 +48,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from ._errors import AgentError, InvalidArgumentError
+from ._errors import AgentError, AlreadyRunningError, InvalidArgumentError
 from ._messages import (
     AgentResult,
     AssistantMessage,
@@ -90,10 +91,10 @@ class JournalRecord:
     """Position in the run's journal, from 0."""
     kind: RecordKind
     """``"run_started"`` (data: the input messages), ``"model_response"`` (data: the
-    :class:`~trio_agents.AssistantMessage`), ``"tool_started"`` (data: the
-    :class:`~trio_agents.ToolCallBlock`), ``"tool_result"`` (data: the
-    :class:`~trio_agents.ToolResultBlock`) or ``"tool_released"`` (data: the id of an in-doubt
-    call a person allowed to run again)."""
+    :class:`~trio_agents.AssistantMessage`), ``"tool_started"`` (data: ``{"call": the
+    ToolCallBlock, "idempotent": whether the tool was declared idempotent}``),
+    ``"tool_result"`` (data: the :class:`~trio_agents.ToolResultBlock`) or
+    ``"tool_released"`` (data: the id of an in-doubt call a person allowed to run again)."""
     data: JSONValue
     """The record's content, dumped by the library's converter."""
     version: int = JOURNAL_SCHEMA_VERSION
@@ -362,6 +363,7 @@ class _Replay:
     started: dict[str, ToolCallBlock] = attrs.field(factory=dict)
     results: dict[str, ToolResultBlock] = attrs.field(factory=dict)
     released: set[str] = attrs.field(factory=set)
+    declared: set[str] = attrs.field(factory=set)  # calls of tools declared idempotent
     position: int = 0  # model responses handed out so far
 
     def __attrs_post_init__(self) -> None:
@@ -369,8 +371,16 @@ class _Replay:
             if record.kind == "model_response":
                 self.responses.append(load(record.data, AssistantMessage))
             elif record.kind == "tool_started":
-                call = load(record.data, ToolCallBlock)
+                data = record.data
+                if not isinstance(data, dict):
+                    raise JournalCorrupted(
+                        f"record {record.index} of run {self.run_id!r}: a tool start without "
+                        "its call"
+                    )
+                call = load(data.get("call"), ToolCallBlock)
                 self.started[call.id] = call
+                if data.get("idempotent") is True:
+                    self.declared.add(call.id)
                 self.released.discard(call.id)  # a released call that started again
             elif record.kind == "tool_released":
                 self.released.add(str(record.data))
@@ -393,6 +403,7 @@ class _Replay:
             and call.id not in self.results
             and call.id not in self.released
             and call.name not in self.idempotent
+            and call.id not in self.declared
             # A delegation journals its specialist under a child run: running it again
             # resumes that run, which repeats nothing journaled.
             and call.name != _DELEGATE_TOOL
@@ -453,7 +464,9 @@ class _JournaledTools:
         if done is not None:
             return done
         if call.id not in replay.started or call.id in replay.released:
-            replay.append("tool_started", call)
+            found = self.get(call.name)
+            declared = getattr(found, "idempotent", False) is True
+            replay.append("tool_started", {"call": dump(call), "idempotent": declared})
             replay.started[call.id] = call
             replay.released.discard(call.id)
         child = f"{replay.run_id}/{call.id}"
@@ -727,6 +740,8 @@ class RunJournal:
         )
 
     def _check_agent(self, agent: Any) -> None:
+        if agent.running:
+            raise AlreadyRunningError(f"agent {agent.name!r} is already running")
         if agent.messages:
             raise InvalidArgumentError(
                 f"agent {agent.name!r} has a history; a journaled run starts a fresh "

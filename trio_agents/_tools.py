@@ -965,6 +965,10 @@ class Tool:
     """Whether a person must approve each call before it runs: the agent's run stops with
     :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED` instead (see :meth:`Agent.resume
     <trio_agents.Agent.resume>`)."""
+    idempotent: bool = False
+    """Whether running a call twice has the effect of running it once (given its
+    :attr:`ToolContext.idempotency_key`): a journaled run resumed after a crash runs such a
+    call again when the crash left it in doubt (see :class:`~trio_agents.RunJournal`)."""
     _binder: _Binder | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def definition(self) -> ToolDefinition:
@@ -1035,6 +1039,7 @@ def _make_tool(
     timeout: float | None,
     localns: Mapping[str, Any] | None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool:
     if not callable(fn):
         raise InvalidArgumentError(
@@ -1065,6 +1070,7 @@ def _make_tool(
         takes_context=takes_context,
         timeout=timeout,
         requires_approval=requires_approval,
+        idempotent=idempotent,
     )
     object.__setattr__(made, "_binder", binder)
     return made
@@ -1079,6 +1085,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool: ...
 @overload
 def tool(
@@ -1087,6 +1094,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Callable[[ToolFunction], Tool]: ...
 def tool(
     fn: ToolFunction | None = None,
@@ -1096,6 +1104,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool | Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from an ``async def`` function.
 
@@ -1123,6 +1132,10 @@ def tool(
     :param requires_approval: a person must approve each call before it runs (the run stops
         with :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`; see :meth:`Agent.resume
         <trio_agents.Agent.resume>`).
+    :param idempotent: running a call twice (with the same
+        :attr:`ToolContext.idempotency_key`) has the effect of running it once, so a journaled
+        run resumed after a crash may run a call left in doubt again (see
+        :class:`~trio_agents.RunJournal`).
     :raises InvalidArgumentError: ``fn`` is not an ``async def`` function, or a parameter has
         no annotation or one without a JSON schema (the message names the parameter).
     """
@@ -1137,6 +1150,7 @@ def tool(
                 timeout=checked_timeout,
                 localns=_caller_locals(),
                 requires_approval=bool(requires_approval),
+                idempotent=bool(idempotent),
             )
 
         return decorate
@@ -1147,6 +1161,7 @@ def tool(
         timeout=checked_timeout,
         localns=_caller_locals(),
         requires_approval=bool(requires_approval),
+        idempotent=bool(idempotent),
     )
 
 
