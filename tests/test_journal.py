@@ -19,6 +19,7 @@ from trio_agents import (
     JOURNAL_SCHEMA_VERSION,
     Agent,
     AlreadyRunningError,
+    ApprovalDecision,
     AssistantMessage,
     InvalidArgumentError,
     JournalBackend,
@@ -445,3 +446,69 @@ async def test_a_tool_declared_idempotent_reruns_without_being_named(
     result = await RunJournal(store).resume(agent(), "r")
     assert result.output == "done"
     assert keys == ["r/k1", "r/k1"]
+
+
+# --------------------------------------------------------------------------- approval
+
+
+class Approvals:
+    """A payment that needs a person's approval; counts payments and model calls."""
+
+    def __init__(self) -> None:
+        self.paid = 0
+        self.model_calls = 0
+
+    def agent(self) -> Agent[str]:
+        @tool(requires_approval=True)
+        async def pay(amount: int) -> str:
+            """Pay ``amount``."""
+            self.paid += 1
+            return f"paid {amount}"
+
+        def answer(request: ModelRequest) -> ScriptStep:
+            self.model_calls += 1
+            return PAY[sum(isinstance(m, AssistantMessage) for m in request.messages)]
+
+        return Agent(FunctionModel(answer), tools=[pay])
+
+
+APPROVE = [ApprovalDecision(call_id="p1", approved=True)]
+
+
+async def test_approval_decisions_are_journaled_before_they_are_acted_on(
+    autojump_clock: Any,
+) -> None:
+    world = Approvals()
+    journal = RunJournal(MemoryJournal())
+    waiting = await journal.run(world.agent(), "go", run_id="r")
+    assert waiting.stop_reason is StopReason.APPROVAL_REQUIRED
+    before = journal.records("r")
+    with pytest.raises(InvalidArgumentError, match="no decision for pending call ids"):
+        await journal.resume(world.agent(), "r", decisions=[])
+    assert journal.records("r") == before
+    # Resumed in another agent (as in another process): the approved payment runs once.
+    done = await journal.resume(world.agent(), "r", decisions=APPROVE)
+    assert (done.stop_reason, done.output, world.paid) == (StopReason.STOP, "done", 1)
+    kinds = [r.kind for r in journal.records("r")]
+    assert kinds[len(before) :] == ["approval", "tool_started", "tool_result", "model_response"]
+    # Resumed again: the decision is replayed, nothing runs again.
+    calls = world.model_calls
+    again = await journal.resume(world.agent(), "r")
+    assert again == attrs.evolve(done, duration=again.duration)
+    assert (world.paid, world.model_calls) == (1, calls)
+    with pytest.raises(InvalidArgumentError, match="does not wait for approval"):
+        await journal.resume(world.agent(), "r", decisions=APPROVE)
+
+
+async def test_a_crash_after_the_decision_resumes_without_asking_again(
+    autojump_clock: Any,
+) -> None:
+    world = Approvals()
+    store = MemoryJournal()
+    await RunJournal(store).run(world.agent(), "go", run_id="r")
+    with pytest.raises(Crash):  # journals the decision, dies at the payment's start
+        await RunJournal(CrashingBackend(store, 1)).resume(world.agent(), "r", decisions=APPROVE)
+    assert world.paid == 0
+    assert [r.kind for r in RunJournal(store).records("r")][-1] == "approval"
+    result = await RunJournal(store).resume(world.agent(), "r")
+    assert (result.output, world.paid) == ("done", 1)

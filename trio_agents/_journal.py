@@ -51,9 +51,11 @@ import attrs
 from ._errors import AgentError, AlreadyRunningError, InvalidArgumentError
 from ._messages import (
     AgentResult,
+    ApprovalDecision,
     AssistantMessage,
     JSONValue,
     Message,
+    StopReason,
     TextBlock,
     ToolCallBlock,
     ToolResultBlock,
@@ -72,9 +74,16 @@ JOURNAL_SCHEMA_VERSION: Final = 1
 """The schema version of the journal records this version writes (and the newest it reads)."""
 
 RecordKind = Literal[
-    "run_started", "model_response", "tool_started", "tool_result", "tool_released"
+    "run_started", "model_response", "tool_started", "tool_result", "tool_released", "approval"
 ]
-_KINDS: Final = ("run_started", "model_response", "tool_started", "tool_result", "tool_released")
+_KINDS: Final = (
+    "run_started",
+    "model_response",
+    "tool_started",
+    "tool_result",
+    "tool_released",
+    "approval",
+)
 _RESOLUTIONS: Final = ("rerun", "result", "fail")
 
 
@@ -94,7 +103,9 @@ class JournalRecord:
     :class:`~trio_agents.AssistantMessage`), ``"tool_started"`` (data: ``{"call": the
     ToolCallBlock, "idempotent": whether the tool was declared idempotent}``),
     ``"tool_result"`` (data: the :class:`~trio_agents.ToolResultBlock`) or
-    ``"tool_released"`` (data: the id of an in-doubt call a person allowed to run again)."""
+    ``"tool_released"`` (data: the id of an in-doubt call a person allowed to run again) or
+    ``"approval"`` (data: the :class:`~trio_agents.ApprovalDecision` list that answered one
+    stop for approval)."""
     data: JSONValue
     """The record's content, dumped by the library's converter."""
     version: int = JOURNAL_SCHEMA_VERSION
@@ -364,6 +375,7 @@ class _Replay:
     results: dict[str, ToolResultBlock] = attrs.field(factory=dict)
     released: set[str] = attrs.field(factory=set)
     declared: set[str] = attrs.field(factory=set)  # calls of tools declared idempotent
+    approvals: list[tuple[ApprovalDecision, ...]] = attrs.field(factory=list)
     position: int = 0  # model responses handed out so far
 
     def __attrs_post_init__(self) -> None:
@@ -384,6 +396,8 @@ class _Replay:
                 self.released.discard(call.id)  # a released call that started again
             elif record.kind == "tool_released":
                 self.released.add(str(record.data))
+            elif record.kind == "approval":
+                self.approvals.append(tuple(load(record.data, list[ApprovalDecision])))
             elif record.kind == "tool_result":
                 result = load(record.data, ToolResultBlock)
                 self.results[result.tool_call_id] = result
@@ -595,7 +609,14 @@ class RunJournal:
         replay.append("run_started", messages)
         return await self._drive(agent, messages, replay)
 
-    async def resume(self, agent: Any, run_id: str, *, idempotent: Iterable[str] = ()) -> Any:
+    async def resume(
+        self,
+        agent: Any,
+        run_id: str,
+        *,
+        idempotent: Iterable[str] = (),
+        decisions: Iterable[ApprovalDecision] | None = None,
+    ) -> Any:
         """Continue the journaled run ``run_id`` in ``agent`` (e.g. after a crash).
 
         Journaled model responses and tool results are replayed without calling the model or
@@ -605,7 +626,15 @@ class RunJournal:
         :param agent: an agent built like the one that started the run (same model,
             instructions, tools), with an empty history and ``stream=False``.
         :param idempotent: as in :meth:`run`.
-        :raises InvalidArgumentError: ``run_id`` is not journaled. Nothing changes.
+        :param decisions: for a run that stopped with
+            :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`: one
+            :class:`~trio_agents.ApprovalDecision` per pending call. They are journaled before
+            the run acts on them, so a resume after a later crash answers that stop the same
+            way without asking again; the result is then that of the resumed part, as from
+            :meth:`Agent.resume <trio_agents.Agent.resume>`. Journaled decisions of earlier
+            stops are replayed.
+        :raises InvalidArgumentError: ``run_id`` is not journaled, or ``decisions`` do not
+            answer the stop the run reached (or it reached none); nothing is journaled.
         :raises JournalCorrupted: see :meth:`records`.
         :raises ToolCallInDoubt: a tool call not in ``idempotent`` started but has no
             journaled result; resolve it with :meth:`resolve` first.
@@ -620,7 +649,8 @@ class RunJournal:
         self._check_tree(run_id, frozenset(idempotent))
         messages = load(records[0].data, list[Message])
         replay = _Replay(run_id, self.backend, records, frozenset(idempotent))
-        return await self._drive(agent, messages, replay)
+        given = None if decisions is None else tuple(decisions)
+        return await self._drive(agent, messages, replay, given)
 
     def _check_tree(self, run_id: str, idempotent: frozenset[str]) -> None:
         """Raise ToolCallInDoubt for the in-doubt calls of ``run_id`` and its child runs,
@@ -752,12 +782,39 @@ class RunJournal:
                 f"agent {agent.name!r} streams; journaled runs need stream=False"
             )
 
-    async def _drive(self, agent: Any, messages: list[Message], replay: _Replay) -> Any:
+    async def _drive(
+        self,
+        agent: Any,
+        messages: list[Message],
+        replay: _Replay,
+        decisions: tuple[ApprovalDecision, ...] | None = None,
+    ) -> Any:
+        from ._agent import _check_decisions
+
         model, executor = agent._model, agent._executor
         agent._model = _JournaledModel(model, replay)
         agent._executor = _JournaledTools(executor, replay)
         try:
-            return await agent.run(messages)
+            result = await agent.run(messages)
+            stops = 0
+            while result.stop_reason is StopReason.APPROVAL_REQUIRED:
+                if stops < len(replay.approvals):
+                    answer = replay.approvals[stops]
+                elif decisions is not None:
+                    _check_decisions(result.pending_approvals, decisions)
+                    replay.append("approval", list(decisions))
+                    replay.approvals.append(decisions)
+                    answer, decisions = decisions, None
+                else:
+                    break
+                stops += 1
+                result = await agent.resume(answer)
+            if decisions is not None:
+                raise InvalidArgumentError(
+                    f"run {replay.run_id!r} does not wait for approval (it ended with "
+                    f"{result.stop_reason}); the decisions were not used"
+                )
+            return result
         finally:
             agent._model, agent._executor = model, executor
 
