@@ -21,6 +21,7 @@ from trio_agents import (
     AlreadyRunningError,
     ApprovalDecision,
     AssistantMessage,
+    InDoubtCall,
     InvalidArgumentError,
     JournalBackend,
     JournalCorrupted,
@@ -31,8 +32,11 @@ from trio_agents import (
     SQLiteJournal,
     StateStore,
     StopReason,
+    ToolCallBlock,
     ToolCallInDoubt,
     ToolContext,
+    dump,
+    load,
     tool,
 )
 from trio_agents._journal import _decode, _encode
@@ -297,6 +301,9 @@ def _line(run_id: str, index: int, kind: Any = "run_started", version: int = 1) 
 def test_records_round_trip(run_id: str, index: int, data: Any) -> None:
     record = JournalRecord(run_id=run_id, index=index, kind="tool_result", data=data)
     assert _decode(run_id, index, _encode(record)) == record
+    assert load(dump(record), JournalRecord) == record  # the one converter, exactly
+    doubt = InDoubtCall(run_id=run_id, call=ToolCallBlock(id=str(index), name="pay"))
+    assert load(dump(doubt), InDoubtCall) == doubt
 
 
 async def test_a_torn_tail_is_dropped_and_damage_in_the_middle_is_an_error(
@@ -382,6 +389,17 @@ async def test_bad_input_is_refused_and_journals_nothing(autojump_clock: Any) ->
     with pytest.raises(InvalidArgumentError, match="JournalBackend"):
         RunJournal(object())  # type: ignore[arg-type]
     assert journal.runs() == ["r"]
+
+
+async def test_resume_refuses_an_agent_built_differently(autojump_clock: Any) -> None:
+    world = World(PAY)
+    journal = RunJournal(MemoryJournal())
+    await journal.run(world.agent(), "go", run_id="r")
+    before = journal.records("r")
+    other = Agent(world.model(), instructions="be brief")
+    with pytest.raises(InvalidArgumentError, match="another instructions, tools"):
+        await journal.resume(other, "r")
+    assert journal.records("r") == before
 
 
 async def test_a_running_agent_is_refused_and_keeps_its_model() -> None:

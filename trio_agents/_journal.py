@@ -99,7 +99,8 @@ class JournalRecord:
     index: int
     """Position in the run's journal, from 0."""
     kind: RecordKind
-    """``"run_started"`` (data: the input messages), ``"model_response"`` (data: the
+    """``"run_started"`` (data: ``{"input": the input messages, "agent": the agent's name,
+    instructions and tool names}``), ``"model_response"`` (data: the
     :class:`~trio_agents.AssistantMessage`), ``"tool_started"`` (data: ``{"call": the
     ToolCallBlock, "idempotent": whether the tool was declared idempotent}``),
     ``"tool_result"`` (data: the :class:`~trio_agents.ToolResultBlock`) or
@@ -534,6 +535,38 @@ async def run_nested(agent: Any, task: str) -> AgentResult[Any]:
         _NESTED.reset(token)
 
 
+def _shape(agent: Any) -> dict[str, JSONValue]:
+    """What must match between the agent that started a run and one that resumes it."""
+    return {
+        "name": agent.name,
+        "instructions": agent.instructions,
+        "tools": sorted(d.name for d in agent._tool_definitions),
+    }
+
+
+def _started(record: JournalRecord, agent: Any) -> list[Message]:
+    """The input of a run_started record; InvalidArgumentError when ``agent`` is not built
+    like the agent that started the run (nothing is run)."""
+    data = record.data
+    if record.kind != "run_started" or not isinstance(data, dict):
+        raise JournalCorrupted(f"record 0 of run {record.run_id!r} is not the run's start")
+    if agent is not None:
+        shape = _shape(agent)
+        stored = data.get("agent")
+        if stored != shape:
+            differ = sorted(
+                key
+                for key in shape
+                if not isinstance(stored, dict) or stored.get(key) != shape[key]
+            )
+            raise InvalidArgumentError(
+                f"run {record.run_id!r} was started by an agent with another "
+                f"{', '.join(differ)} ({stored!r}); resume it with an agent built the same "
+                f"way, not {shape!r}"
+            )
+    return load(data.get("input"), list[Message])
+
+
 # --------------------------------------------------------------------------- the journal
 
 
@@ -606,7 +639,7 @@ class RunJournal:
             )
         messages = _as_messages(input)
         replay = _Replay(run_id, self.backend, [], frozenset(idempotent))
-        replay.append("run_started", messages)
+        replay.append("run_started", {"input": dump(messages), "agent": _shape(agent)})
         return await self._drive(agent, messages, replay)
 
     async def resume(
@@ -646,8 +679,8 @@ class RunJournal:
             raise InvalidArgumentError(
                 f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
             )
+        messages = _started(records[0], agent)
         self._check_tree(run_id, frozenset(idempotent))
-        messages = load(records[0].data, list[Message])
         replay = _Replay(run_id, self.backend, records, frozenset(idempotent))
         given = None if decisions is None else tuple(decisions)
         return await self._drive(agent, messages, replay, given)
@@ -709,7 +742,7 @@ class RunJournal:
                 f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
             )
         self._check_tree(run_id, frozenset(idempotent))
-        messages = load(records[0].data, list[Message])
+        messages = _started(records[0], None)
         first = messages[0] if messages else None
         blocks = first.content if isinstance(first, UserMessage) else ()
         if len(blocks) != 1 or not isinstance(blocks[0], TextBlock):
