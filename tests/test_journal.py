@@ -35,6 +35,7 @@ from trio_agents import (
     ToolCallBlock,
     ToolCallInDoubt,
     ToolContext,
+    UsageError,
     dump,
     load,
     tool,
@@ -400,6 +401,21 @@ async def test_resume_refuses_an_agent_built_differently(autojump_clock: Any) ->
     with pytest.raises(InvalidArgumentError, match="another instructions, tools"):
         await journal.resume(other, "r")
     assert journal.records("r") == before
+
+
+async def test_a_reused_call_id_is_refused_before_it_is_journaled(
+    autojump_clock: Any,
+) -> None:
+    script = [
+        tool_call("lookup", {"key": "a"}, id="c1"),
+        tool_call("lookup", {"key": "b"}, id="c1"),
+    ]
+    world = World([*script, text("never")])
+    journal = RunJournal(MemoryJournal())
+    with pytest.raises(UsageError, match=r"reused tool call ids \['c1'\]"):
+        await journal.run(world.agent(), "go", run_id="r")
+    kinds = [r.kind for r in journal.records("r")]
+    assert kinds == ["run_started", "model_response", "tool_started", "tool_result"]
 
 
 async def test_a_running_agent_is_refused_and_keeps_its_model() -> None:

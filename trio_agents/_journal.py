@@ -48,7 +48,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from ._errors import AgentError, AlreadyRunningError, InvalidArgumentError
+from ._errors import AgentError, AlreadyRunningError, InvalidArgumentError, UsageError
 from ._messages import (
     AgentResult,
     ApprovalDecision,
@@ -453,6 +453,15 @@ class _JournaledModel:
             return message
         live: AssistantMessage = await self._inner.request(request)
         message = live
+        seen = {call.id for response in replay.responses for call in response.tool_calls}
+        reused = sorted({call.id for call in message.tool_calls if call.id in seen})
+        if reused:
+            # Results are replayed by call id: a reused id would replay another call's result.
+            raise UsageError(
+                f"run {replay.run_id!r}: model {self.model_id!r} reused tool call ids "
+                f"{reused} of an earlier turn; a journaled run needs call ids unique within "
+                "the run"
+            )
         replay.append("model_response", message)
         replay.responses.append(message)
         replay.position += 1
