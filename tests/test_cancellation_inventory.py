@@ -1007,6 +1007,12 @@ COVERED: dict[str, tuple[str, ...]] = {
     "AnthropicModel.request": ("test_provider_request_and_stream",),
     "AnthropicModel.stream": ("test_provider_request_and_stream",),
     "AnthropicModel.__aenter__": ("test_provider_request_and_stream",),
+    "RunJournal.run": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
+    "RunJournal.resume": ("test_journal::test_outside_cancellation_of_run_and_resume_is_bare",),
+    **dict.fromkeys(
+        ("RunJournal.run_delegator", "RunJournal.resume_delegator"),
+        ("test_journal_tree::test_outside_cancellation_of_a_journaled_tree_is_bare",),
+    ),
 }
 
 

@@ -84,6 +84,17 @@ from ._infra import (
     StateTransition,
     Subscription,
 )
+from ._journal import (
+    JOURNAL_SCHEMA_VERSION,
+    InDoubtCall,
+    JournalBackend,
+    JournalCorrupted,
+    JournalRecord,
+    MemoryJournal,
+    RunJournal,
+    SQLiteJournal,
+    ToolCallInDoubt,
+)
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
@@ -329,4 +340,14 @@ __all__ = [
     # approval across delegation trees (_delegation)
     "SuspendedAgent",
     "ApprovalPending",
+    # durable runs (_journal)
+    "JOURNAL_SCHEMA_VERSION",
+    "InDoubtCall",
+    "JournalBackend",
+    "JournalCorrupted",
+    "JournalRecord",
+    "MemoryJournal",
+    "RunJournal",
+    "SQLiteJournal",
+    "ToolCallInDoubt",
 ]

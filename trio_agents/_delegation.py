@@ -79,6 +79,7 @@ from ._errors import (
 )
 from ._events import Event, EventSink, RetryScheduled
 from ._infra import SharedInfra
+from ._journal import run_nested
 from ._limits import Budget, UsageLimits
 from ._messages import (
     AgentResult,
@@ -553,7 +554,7 @@ class ModelRunner:
             budget=budget,
             output_type=output_type,
         )
-        return await agent.run(task)
+        return await run_nested(agent, task)  # journaled inside a journaled run
 
     async def resume(
         self,

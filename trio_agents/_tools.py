@@ -63,6 +63,10 @@ class ToolContext:
     """The user dependencies given to the agent."""
     infra: Any = None
     """Shared infrastructure of the agent tree (state store, event log, ...)."""
+    idempotency_key: str | None = None
+    """In a journaled run (:class:`~trio_agents.RunJournal`), ``"<run id>/<call id>"``: the
+    same when a call left in doubt by a crash is run again, so the tool can hand it to the
+    service it calls and the effect happens once. ``None`` outside journaled runs."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -969,6 +973,10 @@ class Tool:
     """Whether a person must approve each call before it runs: the agent's run stops with
     :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED` instead (see :meth:`Agent.resume
     <trio_agents.Agent.resume>`)."""
+    idempotent: bool = False
+    """Whether running a call twice has the effect of running it once (given its
+    :attr:`ToolContext.idempotency_key`): a journaled run resumed after a crash runs such a
+    call again when the crash left it in doubt (see :class:`~trio_agents.RunJournal`)."""
     _binder: _Binder | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def definition(self) -> ToolDefinition:
@@ -1039,6 +1047,7 @@ def _make_tool(
     timeout: float | None,
     localns: Mapping[str, Any] | None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool:
     if not callable(fn):
         raise InvalidArgumentError(
@@ -1069,6 +1078,7 @@ def _make_tool(
         takes_context=takes_context,
         timeout=timeout,
         requires_approval=requires_approval,
+        idempotent=idempotent,
     )
     object.__setattr__(made, "_binder", binder)
     return made
@@ -1083,6 +1093,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool: ...
 @overload
 def tool(
@@ -1091,6 +1102,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Callable[[ToolFunction], Tool]: ...
 def tool(
     fn: ToolFunction | None = None,
@@ -1100,6 +1112,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     requires_approval: bool = False,
+    idempotent: bool = False,
 ) -> Tool | Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from an ``async def`` function.
 
@@ -1127,6 +1140,10 @@ def tool(
     :param requires_approval: a person must approve each call before it runs (the run stops
         with :attr:`~trio_agents.StopReason.APPROVAL_REQUIRED`; see :meth:`Agent.resume
         <trio_agents.Agent.resume>`).
+    :param idempotent: running a call twice (with the same
+        :attr:`ToolContext.idempotency_key`) has the effect of running it once, so a journaled
+        run resumed after a crash may run a call left in doubt again (see
+        :class:`~trio_agents.RunJournal`).
     :raises InvalidArgumentError: ``fn`` is not an ``async def`` function, or a parameter has
         no annotation or one without a JSON schema (the message names the parameter).
     """
@@ -1141,6 +1158,7 @@ def tool(
                 timeout=checked_timeout,
                 localns=_caller_locals(),
                 requires_approval=bool(requires_approval),
+                idempotent=bool(idempotent),
             )
 
         return decorate
@@ -1151,6 +1169,7 @@ def tool(
         timeout=checked_timeout,
         localns=_caller_locals(),
         requires_approval=bool(requires_approval),
+        idempotent=bool(idempotent),
     )
 
 
