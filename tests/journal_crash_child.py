@@ -94,7 +94,7 @@ class KillingJournal(SQLiteJournal):
     """Dies by SIGKILL at its ``kill_at``-th append, before storing it."""
 
     def __init__(self, path: Path, kill_at: int) -> None:
-        super().__init__(path)
+        super().__init__(path, synchronous=SYNCHRONOUS)
         self.kill_at = kill_at
         self.appends = 0
 
@@ -105,12 +105,16 @@ class KillingJournal(SQLiteJournal):
         super().append(run_id, index, line)
 
 
+# The SQLite setting under test: both must survive the process being killed.
+SYNCHRONOUS = os.environ.get("JOURNAL_SYNCHRONOUS", "FULL")
+
+
 async def main(where: Path, mode: str, kill_at: int) -> int:
     if mode == "run":
         journal = RunJournal(KillingJournal(where / "journal.db", kill_at))
         result = await journal.run_delegator(delegator(), "go", runner=runner(where), run_id="t")
     else:
-        journal = RunJournal(SQLiteJournal(where / "journal.db"))
+        journal = RunJournal(SQLiteJournal(where / "journal.db", synchronous=SYNCHRONOUS))
         try:
             result = await journal.resume_delegator(delegator(), "t", runner=runner(where))
         except ToolCallInDoubt as exc:

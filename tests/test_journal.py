@@ -546,3 +546,19 @@ async def test_a_crash_after_the_decision_resumes_without_asking_again(
     assert [r.kind for r in RunJournal(store).records("r")][-1] == "approval"
     result = await RunJournal(store).resume(world.agent(), "r")
     assert (result.output, world.paid) == ("done", 1)
+
+
+def test_sqlite_synchronous_is_applied_and_checked(tmp_path: Path) -> None:
+
+    path = tmp_path / "normal.db"
+    with SQLiteJournal(path, synchronous="NORMAL") as backend:
+        assert backend.synchronous == "NORMAL"
+        backend.append("r", 0, "x")
+        # PRAGMA synchronous: 1 is NORMAL, 2 is FULL (per connection).
+        assert backend._connection().execute("PRAGMA synchronous").fetchone()[0] == 1
+    with SQLiteJournal(path) as backend:
+        assert backend._connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert backend.read("r") == ["x"]
+    with pytest.raises(InvalidArgumentError, match="synchronous must be 'FULL' or 'NORMAL'"):
+        SQLiteJournal(tmp_path / "other.db", synchronous="OFF")  # type: ignore[arg-type]
+    assert not (tmp_path / "other.db").exists()  # refused before anything was created

@@ -6,7 +6,8 @@ the effects file, as a person would check the outside system). The resumed answe
 uncrashed one, the side-effecting tool must have run exactly once per call, and no model
 response that was journaled may have been asked for again.
 
-The default run takes a spread of k; ``TRIO_AGENTS_CRASH_ALL=1`` takes every k.
+Every k is tried with ``synchronous="FULL"``, and a spread of k with ``"NORMAL"`` (which
+must survive a killed process too; it gives up only power-loss durability).
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from trio_agents import RunJournal, SQLiteJournal
 CHILD = Path(__file__).with_name("journal_crash_child.py")
 STEPS = 18  # journal records of the uncrashed tree (all runs)
 ANSWER = "lead: researcher: analyst: recorded analyst"
-EVERY_K = os.environ.get("TRIO_AGENTS_CRASH_ALL") == "1"
-KS = range(1, STEPS + 1) if EVERY_K else (1, 3, 5, 7, 10, 13, 15, 18)
+CASES = [("FULL", k) for k in range(1, STEPS + 1)] + [("NORMAL", k) for k in (2, 7, 10, 13, 18)]
 # The appends of the two tool results: a kill there leaves a call that ran in doubt.
 IN_DOUBT = {7, 13}
 
 
-def _child(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _child(where: Path, *args: str, synchronous: str = "FULL") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(CHILD), str(where), *args],
+        env={**os.environ, "JOURNAL_SYNCHRONOUS": synchronous},
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,16 +73,18 @@ def test_uncrashed_run(tmp_path: Path) -> None:
         assert sum(len(journal.records(run)) for run in journal.runs()) == STEPS
 
 
-@pytest.mark.parametrize("k", KS)
-def test_sigkill_at_step_k_then_resume_repeats_nothing(tmp_path: Path, k: int) -> None:
-    crashed = _child(tmp_path, "run", str(k))
+@pytest.mark.parametrize(("synchronous", "k"), CASES)
+def test_sigkill_at_step_k_then_resume_repeats_nothing(
+    tmp_path: Path, synchronous: str, k: int
+) -> None:
+    crashed = _child(tmp_path, "run", str(k), synchronous=synchronous)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     if k == 1:  # died before the first record: nothing to resume; a new run starts
         assert not _lines(tmp_path / "effects")
         return
     journaled = _journaled_responses(tmp_path)
     calls_before = Counter(_lines(tmp_path / "model"))
-    resumed = _child(tmp_path, "resume")
+    resumed = _child(tmp_path, "resume", synchronous=synchronous)
     assert (resumed.returncode == 3) is (k in IN_DOUBT), resumed.stdout
     if resumed.returncode == 3:
         # Calls in doubt: check the outside system, as a person would, and resolve.
@@ -96,7 +99,7 @@ def test_sigkill_at_step_k_then_resume_repeats_nothing(tmp_path: Path, k: int) -
                     )
                 else:
                     journal.resolve(doubt["run"], doubt["call"], "rerun")
-        resumed = _child(tmp_path, "resume")
+        resumed = _child(tmp_path, "resume", synchronous=synchronous)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.splitlines()[-1] == ANSWER
     # The side-effecting tool ran exactly once per call, across both processes.

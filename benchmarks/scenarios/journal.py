@@ -4,7 +4,8 @@ One ``agent.run`` with one tool call (two model calls, one tool call: five journ
 on a scripted model answering at once, four ways: without a journal, journaled in memory
 (:class:`~trio_agents.MemoryJournal`), journaled in SQLite (:class:`~trio_agents.SQLiteJournal`:
 WAL, ``synchronous=FULL``, one transaction per record, no batching: each append waits for
-``fsync``), and the raw baseline, one memory-channel round trip.
+``fsync``; and with ``synchronous=NORMAL``, which survives a killed process but not power
+loss), and the raw baseline, one memory-channel round trip.
 
 The targets compare the journaled runs with the unjournaled one (the overhead per run; divide
 by five for the overhead per step).
@@ -66,6 +67,14 @@ async def in_sqlite(meter: Meter, case: Case) -> None:
         await _journaled(meter, case, RunJournal(backend))
 
 
+async def in_sqlite_normal(meter: Meter, case: Case) -> None:
+    with (
+        tempfile.TemporaryDirectory() as where,
+        SQLiteJournal(Path(where) / "journal.db", synchronous="NORMAL") as backend,
+    ):
+        await _journaled(meter, case, RunJournal(backend))
+
+
 async def raw_round_trip(meter: Meter, case: Case) -> None:
     await raw_round_trips(meter, case.size)
 
@@ -83,6 +92,11 @@ def build(size: int, profile: Profile) -> list[Case]:
                 Variant(BASELINE, "raw channel round trip", raw_round_trip),
                 Variant("unjournaled", "trio_agents, no journal", unjournaled),
                 Variant("sqlite", "trio_agents, journaled in SQLite (fsync per record)", in_sqlite),
+                Variant(
+                    "sqlite-normal",
+                    "trio_agents, journaled in SQLite (synchronous=NORMAL)",
+                    in_sqlite_normal,
+                ),
             ),
             targets=(
                 Target(metric="time", limit=2.0, against="unjournaled", text="<= 2x unjournaled"),
