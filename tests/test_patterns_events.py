@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from trio_agents import (
     Agent,
     Budget,
+    BudgetExhausted,
     Event,
     EventLog,
     InvalidArgumentError,
@@ -35,6 +36,7 @@ from trio_agents.patterns import (
     Step,
     StepFailed,
     StepFinished,
+    debate,
     map_reduce,
     run_parallel,
     run_sequential,
@@ -163,6 +165,21 @@ async def test_a_spent_agent_budget_stops_a_pattern_before_it_builds_the_agent()
         await run_sequential([Step("a", counted), Step("b", counted)], "go", infra=infra)
     assert built == ["x"]
     assert [o.step for o in caught.value.outputs] == ["a"]  # nothing done is lost
+
+
+async def test_a_spent_agent_budget_stops_a_debate_with_step_failed() -> None:
+    built: list[str] = []
+
+    def counted() -> Agent:
+        built.append("x")
+        return Agent(ScriptedModel(["ok"]), name="x")
+
+    infra = SharedInfra(budget=Budget(UsageLimits(agents=1)))
+    with pytest.raises(StepFailed, match=r"before round 1: step 1 \('b'.*agent budget") as caught:
+        await debate([Step("a", counted), Step("b", counted)], "go", counted, infra=infra)
+    assert built == ["x"]
+    assert caught.value.outputs == ()
+    assert isinstance(caught.value.__cause__, BudgetExhausted)
 
 
 async def test_an_agents_own_settings_win_over_the_tree() -> None:

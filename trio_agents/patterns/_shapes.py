@@ -686,7 +686,14 @@ async def _debate_rounds(
     infra: SharedInfra | None,
 ) -> list[tuple[StepOutput, ...]]:
     """The rounds of a debate (see :func:`debate`), each round's answers in declaration order."""
-    agents = [_build(step.factory, infra) for step in steps]
+    agents: list[Agent] = []
+    for index, step in enumerate(steps):
+        try:
+            agents.append(_build(step.factory, infra))
+        except Exception as exc:  # a spent budget, a broken factory: the step failed
+            raise StepFailed(
+                "before round 1: " + _failed(step, index, step.name, exc), outputs=[]
+            ) from exc
     history: list[tuple[StepOutput, ...]] = []
     for number in range(1, count + 1):
         if number == 1:
