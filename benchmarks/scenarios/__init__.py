@@ -7,6 +7,7 @@ from . import (
     agent_run,
     delegation,
     event_log,
+    history,
     latency,
     mcp_call,
     pipeline,
@@ -29,6 +30,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     agent_run.SCENARIO,
     mcp_call.SCENARIO,
     pipeline.SCENARIO,
+    history.SCENARIO,
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 
