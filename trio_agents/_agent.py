@@ -54,6 +54,7 @@ from ._events import (
     TurnFinished,
     TurnStarted,
 )
+from ._history import HistoryView
 from ._jitter import backoff_delay
 from ._limits import Budget, UsageLimits
 from ._messages import (
@@ -511,6 +512,7 @@ class Agent(Generic[OutputT]):
             else prices
         )
         self._use_genai_prices = use_genai_prices
+        # Append-only while requests may share it (HistoryView): replaced, never emptied.
         self._history: list[Message] = []
         self._usage = _NO_USAGE
         self._runs = 0
@@ -670,7 +672,7 @@ class Agent(Generic[OutputT]):
         """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
         if self._running:
             raise AlreadyRunningError(f"agent {self.name!r} is running; clear its history after")
-        self._history.clear()
+        self._history = []  # requests made so far keep sharing the old list
         self._waiting = None
 
     # Events are built in place, ``sink(Kind(time=trio.current_time(), agent=self.path, ...))``,
@@ -1020,7 +1022,7 @@ class Agent(Generic[OutputT]):
     async def _call_model(self, sink: EventSink | None) -> AssistantMessage:
         request = ModelRequest(
             system=self.instructions or None,
-            messages=self._history,
+            messages=HistoryView(self._history, len(self._history)),
             tools=self._tool_definitions,
             settings=self.settings,
             output=self._output.schema if self._output is not None else None,

@@ -7,13 +7,14 @@ Providers implement it one per module (``trio_agents.models.*``); test doubles l
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
-from ._messages import AssistantMessage, JSONValue, Message, _messages
+from ._history import request_messages
+from ._messages import AssistantMessage, JSONValue, Message
 
 
 @attrs.frozen(kw_only=True)
@@ -86,8 +87,10 @@ class ModelRequest:
 
     system: str | None = None
     """The system prompt."""
-    messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
-    """The conversation so far."""
+    messages: Sequence[Message] = attrs.field(default=(), converter=request_messages)
+    """The conversation so far, read-only. An agent shares its history with the request
+    instead of copying it (a view that compares equal to the tuple of the same messages);
+    any other sequence given is copied into a tuple."""
     tools: tuple[ToolDefinition, ...] = attrs.field(default=(), converter=_tool_definitions)
     """Tools the model may call."""
     settings: ModelSettings = ModelSettings()

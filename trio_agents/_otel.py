@@ -460,15 +460,19 @@ class OtelTracer:
         span, requested = model
         message = event.message
         usage = message.usage
-        span.set_attribute(_A["input_tokens"], usage.input_tokens)
-        span.set_attribute(_A["output_tokens"], usage.output_tokens)
-        span.set_attribute(_A["finish_reasons"], [message.stop_reason.value])
+        # One set_attributes call: the SDK takes its span lock once instead of per attribute.
+        span_attributes: dict[str, Any] = {
+            _A["input_tokens"]: usage.input_tokens,
+            _A["output_tokens"]: usage.output_tokens,
+            _A["finish_reasons"]: [message.stop_reason.value],
+        }
         if message.model:
-            span.set_attribute(_A["response_model"], self._scrub(message.model))
+            span_attributes[_A["response_model"]] = self._scrub(message.model)
         if self.capture_content:
             text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
             output = [{"role": "assistant", "parts": [{"type": "text", "content": text}]}]
-            span.set_attribute(_A["output_messages"], self._scrub(json.dumps(output)))
+            span_attributes[_A["output_messages"]] = self._scrub(json.dumps(output))
+        span.set_attributes(span_attributes)
         attributes = self._metric_attributes(requested, None)
         if message.model:
             attributes[_A["response_model"]] = self._scrub(message.model)

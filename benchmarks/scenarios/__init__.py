@@ -7,6 +7,7 @@ from . import (
     agent_run,
     delegation,
     event_log,
+    history,
     journal,
     latency,
     mcp_call,
@@ -30,6 +31,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     agent_run.SCENARIO,
     mcp_call.SCENARIO,
     pipeline.SCENARIO,
+    history.SCENARIO,
     journal.SCENARIO,
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
