@@ -253,6 +253,64 @@ def test_restart_limits_are_exact() -> None:
     assert "within the limit was refused" in str(violation(check_restart_limits, refused, limits))
 
 
+def test_restart_limits_read_the_restart_type_on_the_decision() -> None:
+    limits = {"a": RestartLimit(max_restarts=1)}
+    # A permanent agent's STOP is a restart attempt: carried out as a stop within the limit,
+    # it is a refused restart (the checker used to guess from the action and miss this).
+    stopped = [failed("a"), decided("a", "stop", requested="stop", restart_type="permanent")]
+    assert "within the limit was refused" in str(violation(check_restart_limits, stopped, limits))
+    check_restart_limits(
+        [failed("a"), decided("a", "restart", requested="stop", restart_type="permanent")], limits
+    )
+    # The same decision of a transient agent is a plain stop; a temporary agent's failure
+    # never counts, whatever was asked.
+    check_restart_limits(
+        [failed("a"), decided("a", "stop", requested="stop", restart_type="transient")], limits
+    )
+    temporary = [
+        failed("a"),
+        decided("a", "stop", requested="restart", restart_type="temporary"),
+        failed("a"),
+        decided("a", "stop", requested="restart", restart_type="temporary"),
+    ]
+    check_restart_limits(temporary, limits)
+
+
+async def test_decisions_carry_the_agents_restart_type() -> None:
+    from trio_agents import (
+        Agent,
+        AgentOrchestrator,
+        Backoff,
+        DefaultSupervisor,
+        ModelOverloaded,
+        RestartType,
+        RetryPolicy,
+    )
+    from trio_agents.testing import ScriptedModel, fail
+
+    events: list[Event] = []
+    orchestrator = AgentOrchestrator(
+        supervisor=DefaultSupervisor(), backoff=Backoff.none(), event_sink=events.append
+    )
+    for name, kind in (("p", RestartType.PERMANENT), ("t", RestartType.TEMPORARY)):
+        orchestrator.add_agent(
+            name,
+            lambda: Agent(
+                ScriptedModel([fail(ModelOverloaded("busy"))]), retry=RetryPolicy(max_attempts=1)
+            ),
+            restart=kind,
+        )
+    async with orchestrator.open() as system:
+        for name in ("p", "t"):
+            handle = await system.spawn(name)
+            with pytest.raises(ModelOverloaded):
+                await handle.send_message("go")
+        system.cancel()
+    types = {e.agent: e.restart_type for e in events if isinstance(e, SupervisorDecided)}
+    assert types == {"p": "permanent", "t": "temporary"}
+    check_restart_limits(events, orchestrator)
+
+
 def test_restart_window_boundary() -> None:
     limits = {"a": RestartLimit(max_restarts=1, window=10.0)}
     # A restart exactly T seconds ago no longer counts ...

@@ -158,6 +158,10 @@ class SupervisorDecided(Event):
     """Siblings restarted with it."""
     limit_exceeded: bool
     """Whether the restart limit turned a restart into an escalation."""
+    restart_type: str = "transient"
+    """The failed agent's :class:`RestartType` value (``"permanent"``, ``"transient"`` or
+    ``"temporary"``): with :attr:`requested` it says whether the restart limit was consulted
+    (a permanent agent's STOP is a restart attempt; a temporary agent's never is)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -1390,6 +1394,7 @@ class AgentSystem:
             delay=decision.delay,
             affected=decision.affected,
             limit_exceeded=decision.limit_exceeded,
+            restart_type=cell.entry.restart.value,
         )
         if decision.action is SupervisorAction.RESTART:
             cell.status = AgentStatus.RESTARTING

@@ -327,15 +327,26 @@ def restart_limits(orchestrator: AgentOrchestrator) -> dict[str, RestartLimit]:
     }
 
 
+def _restart_attempt(event: SupervisorDecided) -> bool:
+    """Whether the decision consulted the restart limit, from the agent's restart type (on
+    the event) and what the policy asked: a restart asked for, or a STOP of a permanent
+    agent (carried out as a restart); never for a temporary agent."""
+    if event.restart_type == "temporary":
+        return False
+    return event.requested == "restart" or (
+        event.restart_type == "permanent" and event.requested == "stop"
+    )
+
+
 def check_restart_limits(
     events: Sequence[Event],
     limits: AgentOrchestrator | Mapping[str, RestartLimit],
 ) -> None:
     """Restarts never exceed the configured limit, and a restart within it is never refused.
 
-    Replays every restart attempt (a decision that restarted, that the limit refused, or that
-    asked for a restart and escalated; a temporary agent's failure, carried out as a stop, is
-    not one) against the agent's
+    Replays every restart attempt (read from :attr:`SupervisorDecided.restart_type` and
+    :attr:`~SupervisorDecided.requested`: a restart asked for, or a permanent agent's STOP;
+    never a temporary agent's failure) against the agent's
     :class:`~trio_agents.RestartLimit`, exactly as the rules say: in consecutive mode a
     success (a request replied with a result) resets the count; in window mode a restart
     ``window`` seconds old no longer counts. A restart the limit does not allow must have
@@ -355,13 +366,7 @@ def check_restart_limits(
         elif isinstance(event, AgentEnded):
             consecutive.pop(path, None)
             times.pop(path, None)
-        elif isinstance(event, SupervisorDecided) and (
-            event.action == "restart"
-            or event.limit_exceeded
-            or (event.requested == "restart" and event.action == "escalate")
-        ):
-            # A restart attempt: asked for (or, for a permanent agent, a stop carried out as
-            # a restart). A temporary agent's restart request carried out as a stop is not.
+        elif isinstance(event, SupervisorDecided) and _restart_attempt(event):
             limit = table.get(path)
             if limit is None:
                 raise InvalidArgumentError(
