@@ -11,13 +11,21 @@ at a time and show that the machine notices.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from _fresh import in_fresh_interpreter
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import trio_agents._orchestrator as orchestrator_module
-from trio_agents import AgentStatus, AgentStopped, RestartStrategy, SupervisorAction
+from trio_agents import (
+    AgentStatus,
+    AgentStopped,
+    InvalidArgumentError,
+    RestartStrategy,
+    SupervisorAction,
+)
 from trio_agents.testing import (
     AgentTree,
     Command,
@@ -315,3 +323,77 @@ def test_the_harness_passes_without_a_mutation() -> None:
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+# --------------------------------------------------------------------------- rule weights
+
+
+def _ops_of(machine: type[SupervisionMachine], examples: int = 25) -> Counter[str]:
+    """Run ``machine`` briefly (derandomized) and count the live commands of every example."""
+    seen: Counter[str] = Counter()
+
+    class Counting(machine):  # type: ignore[valid-type,misc]
+        def _finish(self) -> None:
+            if self.live is not None:
+                seen.update(c.op.value for c in self.live.commands)
+            super()._finish()
+
+    run_state_machine_as_test(
+        Counting,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=20,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    return seen
+
+
+def test_rule_weights_copy_rules_and_zero_removes_them() -> None:
+    class Weighted(_SmallTree):
+        rule_weights = {"tick": 3, "cancel": 0, "close": 0}  # noqa: RUF012
+
+    names = Counter(r.function.__name__ for r in Weighted.setup_state().rules)
+    base = Counter(r.function.__name__ for r in _SmallTree.setup_state().rules)
+    assert names["tick"] == 3 and base["tick"] == 1
+    assert names["cancel"] == names["close"] == 0
+    assert names["spawn"] == base["spawn"] == 1
+    # A subclass of a weighted machine starts from the plain rules again.
+
+    class Again(Weighted):
+        rule_weights = {"spawn": 2}  # noqa: RUF012
+
+    again = Counter(r.function.__name__ for r in Again.setup_state().rules)
+    assert again["tick"] == 1 and again["cancel"] == 1 and again["spawn"] == 2
+
+
+def test_a_rule_of_weight_zero_never_runs_and_weights_shift_the_mix() -> None:
+    class NoCancel(_SmallTree):
+        rule_weights = {"cancel": 0, "close": 0}  # noqa: RUF012
+
+    class Ticky(_SmallTree):
+        rule_weights = {"tick": 6}  # noqa: RUF012
+
+    plain = _ops_of(_SmallTree)
+    assert plain["cancel"] + plain["close"] > 0  # the budget does reach them
+    never = _ops_of(NoCancel)
+    assert never["cancel"] == never["close"] == 0
+    ticky = _ops_of(Ticky)
+    assert ticky["tick"] / sum(ticky.values()) > plain["tick"] / sum(plain.values())
+
+
+def test_bad_rule_weights_are_named_when_the_class_is_defined() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"unknown rules \['explode'\]"):
+
+        class Unknown(SupervisionMachine):
+            rule_weights = {"explode": 1}  # noqa: RUF012
+
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(InvalidArgumentError, match=r"rule_weights\['tick'\] must be an int"):
+
+            class Bad(SupervisionMachine):
+                rule_weights = {"tick": bad}  # noqa: RUF012

@@ -12,11 +12,20 @@ logs must be equal.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hypothesis import event, note, target
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RULE_MARKER,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from hypothesis.strategies import SearchStrategy
 
 from .._agent import Agent
@@ -66,6 +75,47 @@ def _bucket(count: int) -> str:
     return "10-19" if count < 20 else "20+"
 
 
+_WEIGHT_ALIAS = "_weighted_copy_"
+
+
+def _apply_weights(cls: type[SupervisionMachine]) -> None:
+    """Carry out ``cls.rule_weights``: extra copies of a rule under other names for a weight
+    above 1 (hypothesis samples the rules it collects, copies included), and the rule's name
+    bound to its plain function, which hypothesis does not collect, for a weight of 0."""
+    weights = cls.rule_weights
+    if not isinstance(weights, Mapping):
+        raise InvalidArgumentError(
+            f"rule_weights must be a mapping from rule name to weight, got {weights!r}"
+        )
+    rules = {
+        name: member
+        for name, member in inspect.getmembers(SupervisionMachine)
+        if getattr(member, RULE_MARKER, None) is not None
+    }
+    unknown = sorted(set(weights) - set(rules))
+    if unknown:
+        raise InvalidArgumentError(
+            f"rule_weights names unknown rules {unknown}; the rules are: {sorted(rules)}"
+        )
+    for name, weight in weights.items():
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+            raise InvalidArgumentError(
+                f"rule_weights[{name!r}] must be an int >= 0, got {weight!r}"
+            )
+    # Start from the plain rules: copies a weighted base class made are not inherited.
+    for name in dir(cls):
+        if name.startswith(_WEIGHT_ALIAS):
+            setattr(cls, name, None)
+    for name, member in rules.items():
+        weight = weights.get(name, 1)
+        if name not in cls.__dict__ or weight != 1:
+            # Weight 0: the name keeps working as a method but is no rule any more.
+            plain = getattr(member, RULE_MARKER).function
+            setattr(cls, name, member if weight else plain)
+        for copy in range(1, weight):
+            setattr(cls, f"{_WEIGHT_ALIAS}{name}_{copy}", member)
+
+
 class SupervisionMachine(RuleBasedStateMachine):
     """A hypothesis state machine that drives a live supervision tree and checks it.
 
@@ -90,7 +140,8 @@ class SupervisionMachine(RuleBasedStateMachine):
     * override :meth:`build_agent` to run your own agents: return
       ``Agent(WorkModel(your_model, name=name), ..., retry=RetryPolicy(max_attempts=1))`` so
       the harness decides when each one fails, hangs or takes time;
-    * change :attr:`tick_seconds`, :attr:`sleep_seconds` or :attr:`check_replay`.
+    * change :attr:`tick_seconds`, :attr:`sleep_seconds` or :attr:`check_replay`;
+    * set :attr:`rule_weights` to steer which rules hypothesis picks.
     """
 
     tree: ClassVar[AgentTree | SearchStrategy[AgentTree] | None] = None
@@ -104,6 +155,17 @@ class SupervisionMachine(RuleBasedStateMachine):
     """Replay every example at its end and require the same event log (determinism)."""
     timeout: ClassVar[float] = 30.0
     """Real seconds a step may take before the live system is declared stuck."""
+    rule_weights: ClassVar[Mapping[str, int]] = {}
+    """Relative weights of the rules, by name (a rule not named weighs 1). At each step
+    hypothesis picks uniformly among the enabled rules; a rule of weight ``k`` counts ``k``
+    times in that choice, and a rule of weight 0 is never picked. For example
+    ``{"fail": 3, "fail_again": 3, "reopen": 0}`` spends more steps on failures and never
+    reopens a closed system. Checked when the subclass is defined: an unknown rule name or a
+    weight that is not an int >= 0 raises :class:`~trio_agents.InvalidArgumentError`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _apply_weights(cls)
 
     def __init__(self) -> None:
         super().__init__()
