@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -305,6 +306,8 @@ async def test_decisions_carry_the_agents_restart_type() -> None:
             handle = await system.spawn(name)
             with pytest.raises(ModelOverloaded):
                 await handle.send_message("go")
+            # The reply comes before the supervisor's decision: let the decision be made.
+            await trio.testing.wait_all_tasks_blocked()
         system.cancel()
     types = {e.agent: e.restart_type for e in events if isinstance(e, SupervisorDecided)}
     assert types == {"p": "permanent", "t": "temporary"}
