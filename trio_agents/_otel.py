@@ -412,8 +412,13 @@ class OtelTracer:
         run = self._runs.pop(event.agent, None)
         if run is None:
             return
-        run.set_attribute(_A["input_tokens"], result.usage.input_tokens)
-        run.set_attribute(_A["output_tokens"], result.usage.output_tokens)
+        if run.is_recording():
+            run.set_attributes(
+                {
+                    _A["input_tokens"]: result.usage.input_tokens,
+                    _A["output_tokens"]: result.usage.output_tokens,
+                }
+            )
         if result.error is not None:
             self._fail(run, result.error)
         elif error is not None:
@@ -460,22 +465,26 @@ class OtelTracer:
         span, requested = model
         message = event.message
         usage = message.usage
-        # One set_attributes call: the SDK takes its span lock once instead of per attribute.
-        span_attributes: dict[str, Any] = {
-            _A["input_tokens"]: usage.input_tokens,
-            _A["output_tokens"]: usage.output_tokens,
-            _A["finish_reasons"]: [message.stop_reason.value],
-        }
-        if message.model:
-            span_attributes[_A["response_model"]] = self._scrub(message.model)
-        if self.capture_content:
-            text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
-            output = [{"role": "assistant", "parts": [{"type": "text", "content": text}]}]
-            span_attributes[_A["output_messages"]] = self._scrub(json.dumps(output))
-        span.set_attributes(span_attributes)
+        response_model = self._scrub(message.model) if message.model else None
+        # A span the sampler dropped (or a no-op provider's) records nothing: skip building
+        # its attributes, and the content's JSON. The metrics are recorded either way.
+        if span.is_recording():
+            # One call, one lock in the SDK, instead of one per attribute.
+            span_attributes: dict[str, Any] = {
+                _A["input_tokens"]: usage.input_tokens,
+                _A["output_tokens"]: usage.output_tokens,
+                _A["finish_reasons"]: [message.stop_reason.value],
+            }
+            if response_model is not None:
+                span_attributes[_A["response_model"]] = response_model
+            if self.capture_content:
+                text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
+                output = [{"role": "assistant", "parts": [{"type": "text", "content": text}]}]
+                span_attributes[_A["output_messages"]] = self._scrub(json.dumps(output))
+            span.set_attributes(span_attributes)
         attributes = self._metric_attributes(requested, None)
-        if message.model:
-            attributes[_A["response_model"]] = self._scrub(message.model)
+        if response_model is not None:
+            attributes[_A["response_model"]] = response_model
         self._duration.record(event.time - requested.time, attributes)
         for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
             self._token_usage.record(count, {**attributes, _A["token_type"]: token_type})
