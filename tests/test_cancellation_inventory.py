@@ -860,6 +860,7 @@ MODULES = (
     "trio_agents.mcp",
     "trio_agents.otel",
     "trio_agents.live",
+    "trio_agents.interop",
 )
 
 # Every async entry point and the case(s) that cut it off. Protocols (Model, ToolExecutor,
@@ -945,6 +946,15 @@ COVERED: dict[str, tuple[str, ...]] = {
     ),
     "serve_mcp_stdio": (
         "test_mcp::test_outside_cancellation_of_serve_mcp_stdio_is_a_bare_cancelled",
+    ),
+    **dict.fromkeys(
+        ("AsyncioAgent.run", "PydanticAIAgent.run", "open_asyncio_loop"),
+        ("test_interop::test_pydantic_ai_cancelled_mid_run_from_trio",),
+    ),
+    "OpenAIAgentsAgent.run": ("test_interop::test_openai_agents_cancelled_mid_run_from_trio",),
+    "AsyncioRunner.run": (
+        "test_interop::test_asyncio_runner_cancelled_mid_run",
+        "test_interop::test_a_delegator_cancelled_while_a_peer_specialist_runs",
     ),
     "follow": ("test_live::test_follow_shows_the_same_final_tree_as_a_replay_and_cancels_bare",),
     "Agent.resume": ("test_agent_resume_mid_approved_tool", "test_agent_resume_mid_model_call"),

@@ -19,6 +19,7 @@ import pytest
 import trio_agents
 import trio_agents.distributed
 import trio_agents.distributed.ray
+import trio_agents.interop
 import trio_agents.live
 import trio_agents.mcp
 import trio_agents.models
@@ -36,6 +37,7 @@ PUBLIC_MODULES = [
     trio_agents.mcp,
     trio_agents.distributed,
     trio_agents.distributed.ray,
+    trio_agents.interop,
     trio_agents.models,
     trio_agents.otel,
     trio_agents.live,
@@ -164,6 +166,8 @@ def _source_files() -> list[Path]:
 def test_no_asyncio_import(path: Path) -> None:
     if path == PACKAGE_DIR / "distributed" / "_ray.py":
         pytest.skip("the Ray host actor runs trio in guest mode on Ray's asyncio loop")
+    if path.parent == PACKAGE_DIR / "interop":
+        pytest.skip("trio_agents.interop runs asyncio agents on trio-asyncio")
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     offending = []
     for node in ast.walk(tree):

@@ -500,6 +500,14 @@ async def test_a_delegator_cancelled_while_a_peer_specialist_runs() -> None:
     assert type(exc) is trio.Cancelled
 
 
+async def test_asyncio_runner_cancelled_mid_run() -> None:
+    gate = Gate()
+    pai = PydanticAIAgent(PaiAgent(pai_blocking(gate)), name="pai")
+    runner = AsyncioRunner([pai])
+    exc = await cancel_mid_run(gate, lambda: runner.run(pai.spec(), "go"))
+    assert type(exc) is trio.Cancelled
+
+
 async def test_a_peer_specialist_over_its_limits_is_refused() -> None:
     pai = PydanticAIAgent(PaiAgent(TestModel()), name="pai")
     spec = pai.spec(limits=UsageLimits(requests=0))
