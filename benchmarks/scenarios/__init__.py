@@ -8,6 +8,7 @@ from . import (
     delegation,
     event_log,
     history,
+    interop,
     journal,
     latency,
     mcp_call,
@@ -33,6 +34,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     pipeline.SCENARIO,
     history.SCENARIO,
     journal.SCENARIO,
+    interop.SCENARIO,
 )
 """Every scenario; ``tree`` and ``chain`` are both number 3."""
 
