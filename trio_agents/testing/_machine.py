@@ -269,25 +269,57 @@ class SupervisionMachine(RuleBasedStateMachine):
 
     def _decision_differences(self) -> list[str]:
         """The supervisor decisions so far against the predicted ones: action, request,
-        siblings in stop order, and the backoff delay (which the clock checks too)."""
+        siblings in stop order, the backoff delay (which the clock checks too), whether the
+        limit was exceeded, the restart type, and the reason word for word."""
         assert self.live is not None
         assert self.reference is not None
+        fields = (
+            "agent",
+            "action",
+            "requested",
+            "affected",
+            "delay",
+            "limit_exceeded",
+            "restart_type",
+            "reason",
+        )
         live = [
-            (e.agent, e.action, e.requested, tuple(e.affected), e.delay)
+            (
+                e.agent,
+                e.action,
+                e.requested,
+                tuple(e.affected),
+                e.delay,
+                e.limit_exceeded,
+                e.restart_type,
+                e.reason,
+            )
             for e in self.live.events
             if isinstance(e, SupervisorDecided)
         ]
         want = [
-            (d.agent, d.action, d.requested, d.affected, d.delay) for d in self.reference.decisions
+            (
+                d.agent,
+                d.action,
+                d.requested,
+                d.affected,
+                d.delay,
+                d.limit_exceeded,
+                d.restart_type,
+                d.reason,
+            )
+            for d in self.reference.decisions
         ]
         if live == want:
             return []
         for index, (got, expected) in enumerate(zip(live, want, strict=False)):
             if got != expected:
-                return [
-                    f"decision #{index}: live (agent, action, requested, affected, delay) = "
-                    f"{got!r}, reference {expected!r}"
+                wrong = [
+                    f"{name}: live {g!r}, reference {e!r}"
+                    for name, g, e in zip(fields, got, expected, strict=True)
+                    if g != e
                 ]
+                return [f"decision #{index} of {got[0]!r}: " + "; ".join(wrong)]
         return [f"decisions: live made {len(live)}, reference predicts {len(want)}"]
 
     def _state(self, name: str) -> str:

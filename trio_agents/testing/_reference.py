@@ -179,6 +179,18 @@ class ExpectedDecision:
     """Siblings restarted with it, in stop order (reverse start order)."""
     delay: float
     """The backoff delay before the restart."""
+    limit_exceeded: bool = False
+    """Whether the restart limit turned a restart into an escalation."""
+    reason: str = ""
+    """The decision's reason, word for word (:class:`~trio_agents.Decision` ``reason``)."""
+    restart_type: str = "transient"
+    """The failed agent's restart type (``"permanent"``, ``"transient"``, ``"temporary"``)."""
+
+
+def _limit_text(max_restarts: int, window: float | None) -> str:
+    """How a reason names the restart limit."""
+    per = "(consecutive failures)" if window is None else f"within {float(window)} s"
+    return f"{max_restarts} {per}"
 
 
 class SupervisionReference:
@@ -542,6 +554,7 @@ class SupervisionReference:
             action = SupervisorAction.STOP  # never restarted, never escalated, not counted
         elif node.restart is RestartType.PERMANENT and requested is SupervisorAction.STOP:
             action = SupervisorAction.RESTART
+        limit_exceeded = False
         if action is SupervisorAction.RESTART:
             window = node.restart_window
             if window is None:
@@ -560,6 +573,19 @@ class SupervisionReference:
                 self._restart_later(agent, parent, number, requested)
                 return
             action = SupervisorAction.ESCALATE
+            limit_exceeded = True
+        if node.restart is RestartType.TEMPORARY:
+            reason = (
+                "a temporary agent is never restarted: its failure is dropped "
+                f"(the policy asked to {requested.value})"
+            )
+        elif limit_exceeded:
+            limit = _limit_text(node.max_restarts, node.restart_window)
+            reason = f"restart limit {limit} exceeded: escalating"
+        elif requested is SupervisorAction.STOP:
+            reason = "the policy chose to stop the agent"
+        else:
+            reason = "the policy chose to escalate the failure"
         self.decisions.append(
             ExpectedDecision(
                 agent=agent.path,
@@ -567,6 +593,9 @@ class SupervisionReference:
                 requested=requested.value,
                 affected=(),
                 delay=0.0,
+                limit_exceeded=limit_exceeded,
+                reason=reason,
+                restart_type=node.restart.value,
             )
         )
         if action is SupervisorAction.STOP:
@@ -604,6 +633,12 @@ class SupervisionReference:
         delay = 0.0
         if node.backoff > 0 and node.max_backoff > 0:
             delay = min(node.max_backoff, node.backoff * 2.0 ** (number - 1))
+        permanent = (
+            " (a permanent agent restarts when stopped)"
+            if requested is SupervisorAction.STOP
+            else ""
+        )
+        limit = _limit_text(node.max_restarts, node.restart_window)
         self.decisions.append(
             ExpectedDecision(
                 agent=agent.path,
@@ -611,6 +646,8 @@ class SupervisionReference:
                 requested=requested.value,
                 affected=tuple(s.name for s in reversed(affected)),
                 delay=delay,
+                reason=f"restart {number} of {limit}{permanent}",
+                restart_type=node.restart.value,
             )
         )
         for sibling in dropped:  # temporary: stopped with the others, then ended
