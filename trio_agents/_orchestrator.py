@@ -72,6 +72,9 @@ from ._supervision import (
     decide,
 )
 
+# Mutation testing (``nox -s mutate``) mutates only the code that carries supervision
+# decisions out (_stop_children, _supervise, _start_all); the rest is marked no mutate.
+# pragma: no mutate start
 AgentFactory = Callable[[], Agent]
 """A zero-argument callable that builds a fresh :class:`Agent`."""
 
@@ -1329,6 +1332,7 @@ class AgentSystem:
             node = node.parent
         return self._cancel_reason
 
+    # pragma: no mutate end
     async def _stop_children(self, cell: _Cell, *, graceful: bool) -> None:
         for child in reversed(cell.started_children):
             if child.status is not AgentStatus.RUNNING:
@@ -1468,6 +1472,7 @@ class AgentSystem:
             if parent.nursery is not None and sibling.wanted and not sibling.done.is_set():
                 await parent.nursery.start(self._run_cell, sibling)
 
+    # pragma: no mutate start
     def _finalize(self, cell: _Cell, status: AgentStatus, error: BaseException | None) -> None:
         """End ``cell`` and its subtree for good, replying to every waiting request."""
         stack = [(cell, status, error)]
@@ -1560,3 +1565,6 @@ def _stopped(cell: _Cell, failure: BaseException) -> AgentStopped:
     )
     error.__cause__ = failure
     return error
+
+
+# pragma: no mutate end
