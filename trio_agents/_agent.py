@@ -668,6 +668,35 @@ class Agent(Generic[OutputT]):
         that waited deeper in the tree)."""
         return self._resuming.get(call_id)
 
+    def load_history(self, messages: Sequence[Message]) -> None:
+        """Start from a conversation kept elsewhere (an orchestrated agent's conversation
+        journal restores it this way after a restart): the next run continues it.
+
+        :raises InvalidArgumentError: an element of ``messages`` is not a message.
+        :raises UsageError: the agent is running, or already has a conversation (call
+            :meth:`clear_history` first); nothing changes.
+        """
+        given: object = messages  # checked: a caller may pass anything
+        if isinstance(given, str) or not isinstance(given, Sequence):
+            raise InvalidArgumentError(
+                f"load_history takes a sequence of messages, got {type(given).__name__}"
+            )
+        loaded: list[Any] = list(given)
+        for index, message in enumerate(loaded):
+            if not isinstance(message, _MESSAGE_TYPES):
+                raise InvalidArgumentError(
+                    f"load_history messages[{index}] must be a message, "
+                    f"got {type(message).__name__}"
+                )
+        if self._running:
+            raise UsageError(f"agent {self.name!r} is running; load its history before a run")
+        if self._history or self._waiting is not None:
+            raise UsageError(
+                f"agent {self.name!r} already has a conversation of {len(self._history)} "
+                "messages; clear_history() first"
+            )
+        self._history = loaded
+
     def clear_history(self) -> None:
         """Forget the conversation, and tool calls waiting for approval (misuse while running)."""
         if self._running:

@@ -74,7 +74,13 @@ JOURNAL_SCHEMA_VERSION: Final = 1
 """The schema version of the journal records this version writes (and the newest it reads)."""
 
 RecordKind = Literal[
-    "run_started", "model_response", "tool_started", "tool_result", "tool_released", "approval"
+    "run_started",
+    "model_response",
+    "tool_started",
+    "tool_result",
+    "tool_released",
+    "approval",
+    "conversation",
 ]
 _KINDS: Final = (
     "run_started",
@@ -83,6 +89,7 @@ _KINDS: Final = (
     "tool_result",
     "tool_released",
     "approval",
+    "conversation",
 )
 _RESOLUTIONS: Final = ("rerun", "result", "fail")
 
@@ -106,7 +113,9 @@ class JournalRecord:
     ``"tool_result"`` (data: the :class:`~trio_agents.ToolResultBlock`) or
     ``"tool_released"`` (data: the id of an in-doubt call a person allowed to run again) or
     ``"approval"`` (data: the :class:`~trio_agents.ApprovalDecision` list that answered one
-    stop for approval)."""
+    stop for approval) or ``"conversation"`` (data: the messages one answered request added
+    to an orchestrated agent's conversation; see ``conversation=`` of
+    :meth:`AgentOrchestrator.add_agent <trio_agents.AgentOrchestrator.add_agent>`)."""
     data: JSONValue
     """The record's content, dumped by the library's converter."""
     version: int = JOURNAL_SCHEMA_VERSION
@@ -574,6 +583,11 @@ def _started(record: JournalRecord, agent: Any) -> list[Message]:
     """The input of a run_started record; InvalidArgumentError when ``agent`` is not built
     like the agent that started the run (nothing is run)."""
     data = record.data
+    if record.kind == "conversation":
+        raise InvalidArgumentError(
+            f"{record.run_id!r} holds an orchestrated agent's conversation, not a run; "
+            "read it with RunJournal.conversation()"
+        )
     if record.kind != "run_started" or not isinstance(data, dict):
         raise JournalCorrupted(f"record 0 of run {record.run_id!r} is not the run's start")
     if agent is not None:
@@ -591,6 +605,17 @@ def _started(record: JournalRecord, agent: Any) -> list[Message]:
                 f"way, not {shape!r}"
             )
     return load(data.get("input"), list[Message])
+
+
+def _conversation(records: Sequence[JournalRecord]) -> list[Message]:
+    messages: list[Message] = []
+    for record in records:
+        if record.kind != "conversation":
+            raise InvalidArgumentError(
+                f"{record.run_id!r} is a journaled run, not an orchestrated agent's conversation"
+            )
+        messages.extend(load(record.data, list[Message]))
+    return messages
 
 
 # --------------------------------------------------------------------------- the journal
@@ -633,8 +658,24 @@ class RunJournal:
         return records
 
     def runs(self) -> list[str]:
-        """The ids of the journaled runs."""
+        """The ids of the journaled runs (and of the orchestrated agents' conversations)."""
         return self.backend.runs()
+
+    def conversation(self, run_id: str) -> list[Message]:
+        """The conversation journaled under ``run_id`` by an orchestrated agent registered
+        with ``conversation=`` (its id is ``"conversation:<agent path>"``): the messages of
+        every request it answered, in order; empty when nothing is journaled.
+
+        :raises InvalidArgumentError: ``run_id`` is a journaled run, not a conversation.
+        :raises JournalCorrupted: see :meth:`records`.
+        """
+        return _conversation(self.records(run_id))
+
+    def _extend_conversation(self, run_id: str, index: int, messages: Sequence[Message]) -> None:
+        record = JournalRecord(
+            run_id=run_id, index=index, kind="conversation", data=dump(list(messages))
+        )
+        self.backend.append(run_id, index, _encode(record))
 
     async def run(
         self,

@@ -46,6 +46,7 @@ from ._errors import (
     UsageError,
 )
 from ._events import Event, EventSink
+from ._journal import RunJournal, _conversation
 from ._limits import Budget
 from ._mailbox import Mailbox
 from ._messages import (
@@ -76,6 +77,8 @@ from ._supervision import (
 # decisions out (_stop_children, _supervise, _start_all); the rest is marked no mutate.
 # pragma: no mutate start
 AgentFactory = Callable[[], Agent]
+
+_CONVERSATION = "conversation:"  # + the agent's path: the run id of its conversation journal
 """A zero-argument callable that builds a fresh :class:`Agent`."""
 
 
@@ -223,6 +226,7 @@ class _Entry:
     backoff: Backoff
     strategy: RestartStrategy
     restart: RestartType = RestartType.TRANSIENT
+    conversation: RunJournal | None = None
 
 
 class AgentOrchestrator:
@@ -299,6 +303,7 @@ class AgentOrchestrator:
         backoff: Backoff | None = None,
         strategy: RestartStrategy | None = None,
         restart: RestartType = RestartType.TRANSIENT,
+        conversation: RunJournal | None = None,
     ) -> None:
         """Register a top-level agent (supervised by the root).
 
@@ -307,9 +312,27 @@ class AgentOrchestrator:
         restart strategy for *this agent's children*; ``restart`` is this agent's
         :class:`RestartType` (``TRANSIENT``: the policy decides; ``PERMANENT``: restarted
         after every failure its policy does not escalate; ``TEMPORARY``: never restarted).
+
+        ``conversation``: a :class:`~trio_agents.RunJournal` that keeps this agent's
+        conversation across restarts (and across processes, with a durable backend). After
+        every request it answers, and before the reply is sent, the messages the request
+        added are appended to the journal under ``"conversation:<agent path>"``; every new
+        incarnation starts from the journaled conversation (:meth:`Agent.load_history
+        <trio_agents.Agent.load_history>`), so a restarted agent remembers what it had
+        answered. A failed request's partial turn is not kept; a run waiting for approval is
+        journaled once it is resumed and answered. ``None`` (the default): every incarnation
+        starts with the conversation its factory gives it.
         """
         self._register(
-            name, None, factory, max_restarts, restart_window, backoff, strategy, restart
+            name,
+            None,
+            factory,
+            max_restarts,
+            restart_window,
+            backoff,
+            strategy,
+            restart,
+            conversation,
         )
 
     def add_child(
@@ -323,6 +346,7 @@ class AgentOrchestrator:
         backoff: Backoff | None = None,
         strategy: RestartStrategy | None = None,
         restart: RestartType = RestartType.TRANSIENT,
+        conversation: RunJournal | None = None,
     ) -> None:
         """Register an agent supervised by ``parent`` (which must be registered); the keyword
         arguments are those of :meth:`add_agent`."""
@@ -332,7 +356,15 @@ class AgentOrchestrator:
                 f"(registered: {sorted(self._entries) or 'none'})"
             )
         self._register(
-            name, parent, factory, max_restarts, restart_window, backoff, strategy, restart
+            name,
+            parent,
+            factory,
+            max_restarts,
+            restart_window,
+            backoff,
+            strategy,
+            restart,
+            conversation,
         )
 
     def _register(
@@ -345,8 +377,14 @@ class AgentOrchestrator:
         backoff: Backoff | None,
         strategy: RestartStrategy | None,
         restart: RestartType,
+        conversation: RunJournal | None,
     ) -> None:
         # Validate everything first, so that a bad call leaves the registry as it was.
+        if conversation is not None and not isinstance(conversation, RunJournal):
+            raise InvalidArgumentError(
+                f"conversation for {name!r} must be a RunJournal or None, "
+                f"got {type(conversation).__name__}"
+            )
         if not isinstance(restart, RestartType):
             raise InvalidArgumentError(
                 f"restart for {name!r} must be a RestartType (PERMANENT, TRANSIENT or "
@@ -383,6 +421,7 @@ class AgentOrchestrator:
             if strategy is not None
             else RestartStrategy.ONE_FOR_ONE,
             restart=restart,
+            conversation=conversation,
         )
         if self.mailbox is not None:
             self.mailbox.open(name)
@@ -567,6 +606,8 @@ class _Cell:
         "agent",
         "command",
         "command_reason",
+        "conversation_records",
+        "conversation_saved",
         "current",
         "done",
         "end_error",
@@ -636,6 +677,10 @@ class _Cell:
         # request, and the failure its watchdog reported, which ends the incarnation.
         self.idle_scope: trio.CancelScope | None = None
         self.watch_failure: Exception | None = None
+        # For an agent with a conversation journal: its records so far, and how many of the
+        # current agent's messages they hold.
+        self.conversation_records = 0
+        self.conversation_saved = 0
 
     @property
     def running(self) -> bool:
@@ -1082,6 +1127,8 @@ class AgentSystem:
                 raise InvalidArgumentError(
                     f"factory for {cell.name!r} must return an Agent, got {type(agent).__name__}"
                 )
+            if cell.entry.conversation is not None:
+                self._restore_conversation(cell, agent, cell.entry.conversation)
         except Exception as exc:
             if task_status is not None:
                 cell.wanted = False
@@ -1259,11 +1306,38 @@ class AgentSystem:
                 raise
             finally:
                 cell.current = None
+            if cell.entry.conversation is not None and agent.waiting is None:
+                try:
+                    self._save_conversation(cell, agent, cell.entry.conversation)
+                except Exception as exc:
+                    # Not kept, so not answered: the caller learns why, and the next
+                    # incarnation starts from what the journal holds.
+                    self._reply(cell, request, None, exc)
+                    del request
+                    return exc
             cell.served += 1
             cell.usage = cell.usage + result.usage
             cell.history = cell.history.record_success()
             cell.final_result = result
             self._reply(cell, request, result, None)
+
+    def _restore_conversation(self, cell: _Cell, agent: Agent, journal: RunJournal) -> None:
+        run_id = _CONVERSATION + cell.path
+        records = journal.records(run_id)
+        messages = _conversation(records)
+        if messages:
+            agent.load_history(messages)
+        cell.conversation_records = len(records)
+        cell.conversation_saved = len(agent.messages)
+
+    def _save_conversation(self, cell: _Cell, agent: Agent, journal: RunJournal) -> None:
+        messages = agent.messages
+        added = messages[cell.conversation_saved :]
+        if not added:
+            return
+        journal._extend_conversation(_CONVERSATION + cell.path, cell.conversation_records, added)
+        cell.conversation_records += 1
+        cell.conversation_saved = len(messages)
 
     def _approval_refusal(
         self,
