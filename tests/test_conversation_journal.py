@@ -12,12 +12,14 @@ from test_orchestrator import NO_BACKOFF, Tree
 from trio_agents import (
     Agent,
     AgentOrchestrator,
+    ApprovalDecision,
     DefaultSupervisor,
     InvalidArgumentError,
     MemoryJournal,
     ModelOverloaded,
     RunJournal,
     SQLiteJournal,
+    StopReason,
     SupervisorAction,
     SupervisorPolicy,
     UsageError,
@@ -198,3 +200,29 @@ async def test_cancelled_system_with_a_conversation_journal_is_bare_cancelled() 
             await lead.send_message("hang")
     assert scope.cancelled_caught
     assert user_texts(journal, "conversation:lead") == ["x"]
+
+
+async def test_a_run_waiting_for_approval_is_journaled_once_answered() -> None:
+    from test_approval_handles import _mailer, sent
+
+    sent.clear()
+    journal = RunJournal(MemoryJournal())
+    orch = AgentOrchestrator(supervisor=DefaultSupervisor(), backoff=NO_BACKOFF)
+    orch.add_agent("mailer", _mailer, conversation=journal)
+    async with orch.open() as agents:
+        mailer = await agents.spawn("mailer")
+        waiting = await mailer.send_message("mail bob")
+        assert waiting.stop_reason is StopReason.APPROVAL_REQUIRED
+        assert journal.conversation("conversation:mailer") == []  # nothing answered yet
+        (pending,) = waiting.pending_approvals
+        done = await mailer.resume([ApprovalDecision(call_id=pending.call_id, approved=True)])
+        assert done.final_text == "done: sent to bob"
+        # The whole turn, from the request to the answer after the tool, in one record.
+        kept = journal.conversation("conversation:mailer")
+        assert len(kept) == 4 and kept[-len(done.messages) :] == list(done.messages)
+        assert len(journal.records("conversation:mailer")) == 1
+        with pytest.raises(ModelOverloaded):
+            await mailer.send_message("fail")
+        assert (await mailer.send_message("hi")).final_text == "echo hi"
+        assert journal.conversation("conversation:mailer")[: len(kept)] == kept
+    assert sent == ["bob"]
