@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from trio_agents.testing import SupervisionMachine
+from trio_agents import RestartStrategy
+from trio_agents.testing import AgentTree, SupervisionMachine, TreeNode
 from trio_agents.testing.strategies import agent_trees
 
 EXAMPLES = 150
@@ -21,6 +22,33 @@ class _SmallTrees(_Machine):
 
 class _FlatTrees(_Machine):
     tree = agent_trees(max_depth=1, max_children=4, max_agents=4)
+
+
+class _SiblingsAndWindows(_Machine):
+    """A fixed tree where every strategy has three children to take down and the restart
+    windows are short enough for the clock to cross them: generated trees reach both
+    rarely."""
+
+    tree = AgentTree(
+        roots=(
+            TreeNode(
+                name="p",
+                strategy=RestartStrategy.ONE_FOR_ALL,
+                max_restarts=6,
+                children=(
+                    TreeNode(name="a", restart_window=1.0, max_restarts=1),
+                    TreeNode(name="b"),
+                    TreeNode(name="c", restart_window=2.0, max_restarts=2),
+                ),
+            ),
+            TreeNode(
+                name="q",
+                strategy=RestartStrategy.REST_FOR_ONE,
+                children=(TreeNode(name="x"), TreeNode(name="y"), TreeNode(name="z")),
+            ),
+        )
+    )
+    rule_weights = {"fail": 3, "fail_again": 3, "tick": 2, "cancel": 0, "close": 0}  # noqa: RUF012
 
 
 def _settings() -> settings:
@@ -45,3 +73,7 @@ def test_machine_small_trees() -> None:
 
 def test_machine_flat_trees() -> None:
     run_state_machine_as_test(_FlatTrees, settings=_settings())
+
+
+def test_machine_siblings_and_windows() -> None:
+    run_state_machine_as_test(_SiblingsAndWindows, settings=_settings())
