@@ -57,8 +57,8 @@ from trio_agents.testing.strategies import agent_trees, commands, delegation_pla
 ERR = ErrorInfo(type="ModelOverloaded", message="busy", retryable=True)
 
 
-def spawned(agent: str, t: float = 0.0) -> AgentSpawned:
-    return AgentSpawned(time=t, agent=agent, incarnation=1)
+def spawned(agent: str, t: float = 0.0, incarnation: int = 1) -> AgentSpawned:
+    return AgentSpawned(time=t, agent=agent, incarnation=incarnation)
 
 
 def ended(agent: str, status: str = "cancelled", t: float = 0.0) -> AgentEnded:
@@ -124,7 +124,7 @@ def test_lifecycle_an_agent_may_not_end_with_a_received_request_unreplied() -> N
 
 
 def test_lifecycle_no_second_spawn_while_up() -> None:
-    found = violation(check_lifecycle, [spawned("a"), spawned("a", 1.0)])
+    found = violation(check_lifecycle, [spawned("a"), spawned("a", 1.0, 2)])
     assert (found.agent, found.index) == ("a", 1)
     assert "spawned again while its incarnation spawned at #0 is up" in str(found)
     for down in (
@@ -133,7 +133,29 @@ def test_lifecycle_no_second_spawn_while_up() -> None:
         AgentSuspended(time=0.0, agent="a", reason="sibling"),
         AgentRestarted(time=0.0, agent="a", incarnation=2, restarts=1),
     ):
-        check_lifecycle([spawned("a"), down, spawned("a")])
+        check_lifecycle([spawned("a"), down, spawned("a", incarnation=2)])
+
+
+def test_lifecycle_incarnations_count_up() -> None:
+    down = failed("a")
+    again = violation(check_lifecycle, [spawned("a", incarnation=2), down, spawned("a")])
+    assert "'a' is spawned as incarnation 1 after incarnation 2" in str(again)
+    restarted = AgentRestarted(time=0.0, agent="a", incarnation=3, restarts=1)
+    skipped = violation(check_lifecycle, [spawned("a"), down, restarted, spawned("a", 0.0, 2)])
+    assert "incarnation 2 after incarnation 1 and a restart announcing 3" in str(skipped)
+    assert skipped.index == 3
+    back = AgentRestarted(time=0.0, agent="a", incarnation=1, restarts=1)
+    found = violation(check_lifecycle, [spawned("a"), down, back])
+    assert "restarted as incarnation 1 with restarts=1; expected an incarnation above 1" in str(
+        found
+    )
+    second = AgentRestarted(time=0.0, agent="a", incarnation=3, restarts=1)
+    log = [spawned("a"), down, restarted, spawned("a", 0.0, 3), failed("a"), second]
+    miscounted = violation(check_lifecycle, log)
+    assert "restarts=1; expected an incarnation above 3 and restarts=2" in str(miscounted)
+    # A restart whose factory failed is announced again, with the next number.
+    retried = AgentRestarted(time=0.0, agent="a", incarnation=4, restarts=2)
+    check_lifecycle([spawned("a"), down, restarted, failed("a"), retried, spawned("a", 0, 4)])
 
 
 def test_lifecycle_a_child_needs_a_spawned_parent() -> None:
@@ -142,7 +164,14 @@ def test_lifecycle_a_child_needs_a_spawned_parent() -> None:
     # A restarted parent starts its children before it reports its new incarnation.
     suspended = AgentSuspended(time=0.0, agent="p/c", reason="its supervisor tree was torn down")
     check_lifecycle(
-        [spawned("p"), spawned("p/c"), suspended, failed("p"), spawned("p/c"), spawned("p")]
+        [
+            spawned("p"),
+            spawned("p/c"),
+            suspended,
+            failed("p"),
+            spawned("p/c", incarnation=2),
+            spawned("p", incarnation=2),
+        ]
     )
 
 

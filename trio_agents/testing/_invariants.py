@@ -431,13 +431,20 @@ def check_lifecycle(events: Sequence[Event]) -> None:
     * a request is received only while its agent is up (after its spawn, before it went
       down);
     * an agent ends with no received request left unreplied (its queue may be answered
-      without being received, but what it took must be answered before ``AgentEnded``).
+      without being received, but what it took must be answered before ``AgentEnded``);
+    * incarnations count up: each ``AgentSpawned`` of an agent has a higher ``incarnation``
+      than the one before, an ``AgentRestarted`` announces a higher one than the agent's last
+      spawn, and the spawn that follows it has the number it announced; ``restarts`` of the
+      ``AgentRestarted`` events of one agent count 1, 2, 3, ….
     """
     name = "lifecycle order"
     last_time: float | None = None
     up: dict[str, int] = {}  # path -> index of the AgentSpawned of its running incarnation
     ever: set[str] = set()
     unreplied: dict[str, dict[int, int]] = {}  # path -> request number -> index received
+    spawned: dict[str, int] = {}  # path -> incarnation of its latest AgentSpawned
+    announced: dict[str, int] = {}  # path -> incarnation its pending AgentRestarted announced
+    restarts: dict[str, int] = {}  # path -> AgentRestarted events so far
     for index, event in enumerate(events):
         path = event.agent
         if last_time is not None and event.time < last_time:
@@ -466,9 +473,37 @@ def check_lifecycle(events: Sequence[Event]) -> None:
                     agent=path,
                     index=index,
                 )
+            previous = spawned.get(path, 0)
+            expected = announced.pop(path, None)
+            if event.incarnation <= previous or (
+                expected is not None and event.incarnation != expected
+            ):
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} is spawned as incarnation {event.incarnation!r} after "
+                    f"incarnation {previous}"
+                    + (f" and a restart announcing {expected}" if expected is not None else ""),
+                    agent=path,
+                    index=index,
+                )
+            spawned[path] = event.incarnation
             up[path] = index
             ever.add(path)
-        elif isinstance(event, AgentFailed | AgentSuspended | AgentRestarted):
+        elif isinstance(event, AgentRestarted):
+            count = restarts.get(path, 0) + 1
+            if event.restarts != count or event.incarnation <= spawned.get(path, 0):
+                raise InvariantViolation(
+                    name,
+                    f"agent {path!r} is restarted as incarnation {event.incarnation!r} with "
+                    f"restarts={event.restarts!r}; expected an incarnation above "
+                    f"{spawned.get(path, 0)} and restarts={count}",
+                    agent=path,
+                    index=index,
+                )
+            restarts[path] = count
+            announced[path] = event.incarnation
+            up.pop(path, None)
+        elif isinstance(event, AgentFailed | AgentSuspended):
             up.pop(path, None)
         elif isinstance(event, AgentEnded):
             if event.status not in _END_STATUSES:
@@ -489,6 +524,7 @@ def check_lifecycle(events: Sequence[Event]) -> None:
                     index=index,
                 )
             up.pop(path, None)
+            announced.pop(path, None)
         elif isinstance(event, SupervisorDecided):
             if event.action not in _ACTIONS or event.requested not in _ACTIONS:
                 raise InvariantViolation(
