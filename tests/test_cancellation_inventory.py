@@ -941,6 +941,10 @@ COVERED: dict[str, tuple[str, ...]] = {
         ("MCPToolset.wait_listings", "MCPToolset.wait_running", "MCPToolset.wait_status"),
         ("test_mcp::test_outside_cancellation_of_the_waits_is_a_bare_cancelled",),
     ),
+    **dict.fromkeys(
+        ("MCPAgent.run", "MCPAgent.resume"),
+        ("test_mcp_agent::test_outside_cancellation_mid_call_is_a_bare_cancelled",),
+    ),
     "serve_mcp_http": (
         "test_mcp::test_outside_cancellation_of_serve_mcp_http_is_a_bare_cancelled",
     ),

@@ -30,10 +30,15 @@ Client rules (:func:`open_mcp_toolset`):
 * **Exactly one reply per call.** A call in flight when the connection is lost returns one
   error result that names the server and says it may be retried; calls made while the
   server restarts wait for it (within their timeout); the next call after the restart works.
+
+Under an :class:`~trio_agents.AgentOrchestrator`, :class:`MCPAgent` puts the sessions in the
+agent's incarnation instead: a lost server fails the agent, and the orchestrator's supervisor
+decides (see :mod:`trio_agents.mcp._agent`).
 """
 
 from __future__ import annotations
 
+from ._agent import MCPAgent
 from ._mcp import (
     MCPHttp,
     MCPServerFailed,
@@ -48,6 +53,7 @@ from ._mcp import (
 )
 
 __all__ = [
+    "MCPAgent",
     "MCPHttp",
     "MCPServerFailed",
     "MCPServerLost",
