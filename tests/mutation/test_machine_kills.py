@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from trio_agents import RestartStrategy
+from trio_agents import RestartStrategy, SupervisorAction
 from trio_agents.testing import AgentTree, SupervisionMachine, TreeNode
 from trio_agents.testing.strategies import agent_trees
 
@@ -45,6 +45,12 @@ class _SiblingsAndWindows(_Machine):
                 name="q",
                 strategy=RestartStrategy.REST_FOR_ONE,
                 children=(TreeNode(name="x"), TreeNode(name="y"), TreeNode(name="z")),
+            ),
+            # An escalating child comes back with its restarted parent and fails again.
+            TreeNode(
+                name="r",
+                on_fatal=SupervisorAction.RESTART,
+                children=(TreeNode(name="e", max_restarts=1, on_fatal=SupervisorAction.ESCALATE),),
             ),
         )
     )
