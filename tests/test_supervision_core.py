@@ -888,3 +888,28 @@ def test_decisions_are_deterministic(
     first = simulate(script, limit, backoff, seed, strategy)
     second = simulate(script, limit, backoff, seed, strategy)
     assert first == second
+
+
+@pytest.mark.parametrize(
+    ("options", "action"),
+    [
+        ({"restart_type": RestartType.TEMPORARY}, "stop"),
+        ({"requested": SupervisorAction.STOP}, "stop"),
+        ({"requested": SupervisorAction.ESCALATE}, "escalate"),
+        ({"limit": RestartLimit(max_restarts=0)}, "escalate"),
+        ({}, "restart"),
+    ],
+)
+def test_every_branch_names_the_failed_child_and_keeps_its_history(
+    options: dict[str, Any], action: str
+) -> None:
+    # (The orchestrator reads neither Decision.failed nor RestartHistory.total, so the state
+    # machine cannot check them: docs/testing.rst, "Mutation testing".)
+    history = RestartHistory(consecutive=0, times=(), total=7)
+    decision = run(failed="d", history=history, **options)
+    assert decision.action.value == action
+    assert decision.failed == "d"
+    if action == "restart":
+        assert decision.history == RestartHistory(consecutive=1, total=8)
+    else:
+        assert decision.history is history

@@ -30,7 +30,7 @@ from hypothesis.strategies import SearchStrategy
 
 from .._agent import Agent
 from .._errors import InvalidArgumentError
-from .._orchestrator import AgentStatus, SupervisorDecided
+from .._orchestrator import AgentFailed, AgentStatus, FailureEscalated, SupervisorDecided
 from ._driver import Command, LiveSystem, Observation, Op, Trace, replay
 from ._invariants import check_event_log, check_same_events
 from ._reference import ReferenceSnapshot, SupervisionReference
@@ -260,6 +260,7 @@ class SupervisionMachine(RuleBasedStateMachine):
                 f"{expected_spawn_error!r}",
             )
         problems += self._decision_differences()
+        problems += self._failure_differences()
         if problems:
             self._failed = True
             raise AssertionError(
@@ -321,6 +322,33 @@ class SupervisionMachine(RuleBasedStateMachine):
                 ]
                 return [f"decision #{index} of {got[0]!r}: " + "; ".join(wrong)]
         return [f"decisions: live made {len(live)}, reference predicts {len(want)}"]
+
+    def _failure_differences(self) -> list[str]:
+        """The failures and escalations so far against the predicted ones: which agent, and
+        the type of the error the event carries."""
+        assert self.live is not None
+        assert self.reference is not None
+        problems = []
+        for kind, wanted in (
+            (AgentFailed, self.reference.failures),
+            (FailureEscalated, self.reference.escalations),
+        ):
+            got = [
+                (e.agent, getattr(e.error, "type", None))
+                for e in self.live.events
+                if isinstance(e, kind)
+            ]
+            if got != wanted:
+                index = next(
+                    (i for i, (g, w) in enumerate(zip(got, wanted, strict=False)) if g != w),
+                    min(len(got), len(wanted)),
+                )
+                problems.append(
+                    f"{kind.__name__} events differ from #{index}: live "
+                    f"{got[index : index + 2]!r}, reference {wanted[index : index + 2]!r} "
+                    f"(live {len(got)}, reference {len(wanted)})"
+                )
+        return problems
 
     def _state(self, name: str) -> str:
         assert self.reference is not None

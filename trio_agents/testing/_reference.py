@@ -193,6 +193,15 @@ def _limit_text(max_restarts: int, window: float | None) -> str:
     return f"{max_restarts} {per}"
 
 
+# The error each kind of failure carries: the work model's retryable and fatal errors, and
+# the orchestrator's wrapper of an escalated child failure.
+_ERROR_TYPES = {
+    "retryable": ModelOverloaded.__name__,
+    "fatal": AuthenticationError.__name__,
+    "child": ChildFailed.__name__,
+}
+
+
 class SupervisionReference:
     """Predicts a supervision tree of :func:`~trio_agents.testing.work_agent` agents.
 
@@ -222,6 +231,12 @@ class SupervisionReference:
         self._outcomes: dict[int, str | None] = {}
         self.decisions: list[ExpectedDecision] = []
         """Every supervisor decision so far, in order."""
+        self.failures: list[tuple[str, str]] = []
+        """Every failure so far, in order: the agent's path and the type of its error
+        (``AgentFailed``)."""
+        self.escalations: list[tuple[str, str]] = []
+        """Every escalated failure so far, in order: the agent's path and the type of its
+        error (``FailureEscalated``)."""
         self._sequence = 0
         self._resume: list[_Agent] = []
 
@@ -536,6 +551,8 @@ class SupervisionReference:
 
     def _fail(self, agent: _Agent, *, kind: str, origin: str) -> None:
         """Rule 2: the incarnation of ``agent`` failed."""
+        error = _ERROR_TYPES[kind]
+        self.failures.append((agent.path, error))
         for child in agent.started:
             self._teardown(child)
         if agent.current is not None:  # a child's failure interrupted its own request
@@ -604,6 +621,7 @@ class SupervisionReference:
             return
         agent.escalated = True
         agent.status = _FAILED
+        self.escalations.append((agent.path, error))
         if parent is self._root:
             self.system_error = origin
             self._end_system()
