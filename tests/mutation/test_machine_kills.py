@@ -57,6 +57,20 @@ class _SiblingsAndWindows(_Machine):
     rule_weights = {"fail": 3, "fail_again": 3, "tick": 2, "cancel": 0, "close": 0}  # noqa: RUF012
 
 
+class _LateWindows(_Machine):
+    """Restarts late enough in the run that ``now - t`` and ``now + t`` disagree inside a
+    window (at the start of the clock they agree: a generated tree rarely tells them apart)."""
+
+    tree = AgentTree(
+        roots=(
+            TreeNode(name="a", restart_window=4.0, max_restarts=1),
+            TreeNode(name="b", restart_window=8.0, max_restarts=2),
+        )
+    )
+    tick_seconds = (0.5, 1.0, 2.0)
+    rule_weights = {"fail": 3, "fail_again": 3, "tick": 3, "cancel": 0, "close": 0}  # noqa: RUF012
+
+
 def _settings() -> settings:
     return settings(
         max_examples=EXAMPLES,
@@ -83,3 +97,7 @@ def test_machine_flat_trees() -> None:
 
 def test_machine_siblings_and_windows() -> None:
     run_state_machine_as_test(_SiblingsAndWindows, settings=_settings())
+
+
+def test_machine_late_windows() -> None:
+    run_state_machine_as_test(_LateWindows, settings=_settings())
