@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 
@@ -82,15 +82,7 @@ RecordKind = Literal[
     "approval",
     "conversation",
 ]
-_KINDS: Final = (
-    "run_started",
-    "model_response",
-    "tool_started",
-    "tool_result",
-    "tool_released",
-    "approval",
-    "conversation",
-)
+_KINDS: Final = get_args(RecordKind)
 _RESOLUTIONS: Final = ("rerun", "result", "fail")
 
 

@@ -160,7 +160,6 @@ class MCPAgent(Agent[Any]):
         self._added = tuple(d for d in self._tool_definitions if d.name not in own_names)
         self._servers = checked
         self._prefixes = prefixes
-        self._toolsets: tuple[MCPToolset, ...] = ()
 
     @property
     def servers(self) -> Mapping[str, MCPStdio | MCPHttp]:
@@ -170,7 +169,7 @@ class MCPAgent(Agent[Any]):
     @property
     def toolsets(self) -> Sequence[MCPToolset]:
         """The open sessions of this incarnation (empty before they open and after)."""
-        return self._toolsets
+        return self._tools.toolsets
 
     def _refresh(self) -> None:
         self._tool_definitions = (*self._tools.definitions(), *self._added)
@@ -199,14 +198,14 @@ class MCPAgent(Agent[Any]):
                     # Two tools of one name: InvalidArgumentError, a failure to start.
                     combined = combine_executors(self._tools.own, *toolsets)
                     try:
-                        self._toolsets = self._tools.toolsets = tuple(toolsets)
+                        self._tools.toolsets = tuple(toolsets)
                         self._tools.current = combined
                         self._refresh()
                         task_status.started()
                         started = True
                         await trio.sleep_forever()
                     finally:
-                        self._toolsets = self._tools.toolsets = ()
+                        self._tools.toolsets = ()
                         self._tools.current = self._tools.own
                         self._refresh()
             except MCPServerFailed as failed:
@@ -224,7 +223,7 @@ class MCPAgent(Agent[Any]):
         return watch
 
     def _check_connected(self) -> None:
-        if not self._toolsets:
+        if not self._tools.toolsets:
             raise UsageError(
                 f"MCPAgent {self.name!r} has no open MCP sessions: its servers are connected "
                 "by an AgentOrchestrator (spawn it there), or use open_mcp_toolset with a "
