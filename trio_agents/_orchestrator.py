@@ -827,6 +827,10 @@ class AgentHandle:
     async def send_message(self, text: str) -> AgentResult:
         """Send a user message and wait for the reply (the agent's error is raised).
 
+        Cancelling the caller ends its wait, not the request: once queued, the request is run
+        and answered by the agent as usual (the answer goes nowhere); :meth:`cancel` stops the
+        agent itself.
+
         The lifecycle errors it may raise — :class:`AgentCancelled`, :class:`AgentStopped`,
         :class:`AgentEscalated` — are described on the docs page "Supervision".
         """
