@@ -57,6 +57,7 @@ from trio_agents import (
     ToolFinished,
     ToolResultMessage,
     Toolset,
+    TurnStarted,
     UserMessage,
     execute_tool_calls,
     tool,
@@ -621,6 +622,13 @@ async def test_subscription_waits() -> None:
     subscription = log.subscribe()
     bare(await cut_off(subscription.receive))
     bare(await cut_off(lambda: subscription.__anext__()))
+    bare(await cut_off(subscription.receive_batch))
+    log(TurnStarted(time=0.0, agent="a", turn=1))
+    with trio.CancelScope() as scope:  # an event is buffered: still a checkpoint
+        scope.cancel(reason=REASON)
+        with pytest.raises(trio.Cancelled):
+            await subscription.receive_batch()
+    assert subscription.receive_batch_nowait() == [TurnStarted(time=0.0, agent="a", turn=1)]
 
     async def iterate() -> None:
         async with log.subscribe() as sub:
@@ -1001,6 +1009,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     "PendingReply.wait": ("test_handle_send_and_wait", "test_orchestrator_open"),
     "Subscription.receive": ("test_subscription_waits",),
     "Subscription.__anext__": ("test_subscription_waits",),
+    "Subscription.receive_batch": ("test_subscription_waits",),
     "Subscription.__aenter__": ("test_subscription_waits",),
     "Subscription.aclose": ("test_subscription_waits",),
     "RateLimiter.acquire": ("test_rate_limiter_acquire",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -226,6 +227,214 @@ async def test_closed_subscription() -> None:
     with pytest.raises(trio.ClosedResourceError):
         await subscription.receive()
     assert "closed" in repr(subscription)
+
+
+async def test_receive_batch_takes_every_buffered_event_in_one_wake_up() -> None:
+    log = EventLog()
+    subscription = log.subscribe(max_buffer=5)
+    batches: list[list[Event]] = []
+    async with trio.open_nursery() as nursery:
+
+        async def consume() -> None:
+            while True:
+                try:
+                    batches.append(await subscription.receive_batch())
+                except trio.EndOfChannel:
+                    return
+
+        nursery.start_soon(consume)
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(3):  # one scheduler step: the consumer wakes once for all three
+            log(turn("x", n))
+        await trio.testing.wait_all_tasks_blocked()
+        log(turn("x", 3))
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(4, 11):  # the first is handed over, five fill the buffer, then cut off
+            log(turn("x", n))
+    assert batches == [
+        [turn("x", n) for n in range(3)],
+        [turn("x", 3)],
+        [turn("x", n) for n in range(4, 10)],
+    ]
+    assert subscription.resume_from == 10
+    with pytest.raises(trio.EndOfChannel):
+        subscription.receive_batch_nowait()
+
+
+async def test_receive_batch_nowait() -> None:
+    log = EventLog()
+    subscription = log.subscribe()
+    with pytest.raises(trio.WouldBlock):
+        subscription.receive_batch_nowait()
+    log(turn("a"))
+    log(turn("b"))
+    assert subscription.buffered == 2
+    assert subscription.receive_batch_nowait() == [turn("a"), turn("b")]
+    assert subscription.buffered == 0
+    subscription.close()
+    with pytest.raises(trio.ClosedResourceError):
+        subscription.receive_batch_nowait()
+    with pytest.raises(trio.ClosedResourceError):
+        await subscription.receive_batch()
+
+
+async def test_one_receiver_at_a_time() -> None:
+    log = EventLog()
+    subscription = log.subscribe()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subscription.receive)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError, match="already receiving"):
+            await subscription.receive_batch()
+        log(turn("a"))  # the first receiver gets it and leaves
+    log(turn("b"))
+    assert await subscription.receive() == turn("b")
+
+
+async def test_closing_wakes_a_waiting_receiver() -> None:
+    log = EventLog()
+    subscription = log.subscribe()
+    async with trio.open_nursery() as nursery:
+
+        async def wait() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await subscription.receive_batch()
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        subscription.close()
+    assert log.subscribers == 0
+
+
+async def test_a_woken_receiver_whose_events_were_taken_waits_again() -> None:
+    log = EventLog()
+    subscription = log.subscribe()
+    got: list[Event] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait() -> None:
+            got.append(await subscription.receive())
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        log(turn("a"))  # wakes the receiver...
+        assert subscription.receive_nowait() == turn("a")  # ...but this task takes it first
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # no spurious WouldBlock: it waits again
+        log(turn("b"))
+    assert got == [turn("b")]
+
+
+# The subscription promises a bounded trio memory channel's behaviour: this reference is one
+# (the implementation before the subscription got its own buffer), driven the same way.
+class _ChannelReference:
+    def __init__(self, max_buffer: int) -> None:
+        self.send, self.recv = trio.open_memory_channel[Event](max_buffer)
+        self.resume_from: int | None = None
+
+    def deliver(self, event: Event, position: int) -> None:
+        if self.resume_from is not None or self.send._closed:
+            return
+        try:
+            self.send.send_nowait(event)
+        except trio.WouldBlock:
+            self.resume_from = position
+            self.send.close()
+
+    def nowait(self, batch: bool) -> object:
+        if not batch:
+            return self.recv.receive_nowait()
+        events = [self.recv.receive_nowait()]
+        while True:
+            try:
+                events.append(self.recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return events
+
+    async def wait(self, batch: bool) -> object:
+        first = await self.recv.receive()
+        if not batch:
+            return first
+        try:
+            return [first, *self.nowait(True)]  # type: ignore[misc]
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return [first]
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("append"), st.integers(1, 4)),
+    st.tuples(st.just("nowait"), st.booleans()),
+    st.tuples(st.just("wait"), st.booleans()),
+    st.tuples(st.just("settle"), st.just(False)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 4), st.lists(_STEP, max_size=25))
+def test_a_subscription_behaves_as_a_bounded_memory_channel(
+    max_buffer: int, steps: list[tuple[str, object]]
+) -> None:
+    def outcome(call: object) -> object:
+        try:
+            return call() if callable(call) else call
+        except (trio.WouldBlock, trio.EndOfChannel) as exc:
+            return type(exc).__name__
+
+    async def main() -> None:
+        log = EventLog()
+        subscription = log.subscribe(max_buffer=max_buffer)
+        reference = _ChannelReference(max_buffer)
+        got: list[object] = []
+        expected: list[object] = []
+        waiting = False
+        async with trio.open_nursery() as nursery:
+
+            async def waiter(batch: bool) -> None:
+                nonlocal waiting
+
+                async def ours() -> None:
+                    try:
+                        got.append(
+                            await (
+                                subscription.receive_batch() if batch else subscription.receive()
+                            )
+                        )
+                    except trio.EndOfChannel:
+                        got.append("EndOfChannel")
+
+                async def theirs() -> None:
+                    try:
+                        expected.append(await reference.wait(batch))
+                    except trio.EndOfChannel:
+                        expected.append("EndOfChannel")
+
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(ours)
+                    inner.start_soon(theirs)
+                waiting = False
+
+            for step, arg in steps:
+                if step == "append":
+                    for _ in range(int(arg)):  # type: ignore[call-overload]
+                        event = turn("x", len(log))
+                        reference.deliver(event, len(log))
+                        log(event)
+                elif step == "nowait" and not waiting:
+                    ours = subscription.receive_batch_nowait if arg else subscription.receive_nowait
+                    got.append(outcome(ours))
+                    expected.append(outcome(functools.partial(reference.nowait, bool(arg))))
+                elif step == "wait" and not waiting:
+                    waiting = True
+                    nursery.start_soon(waiter, bool(arg))
+                    await trio.testing.wait_all_tasks_blocked()
+                else:
+                    await trio.testing.wait_all_tasks_blocked()
+                assert got == expected
+                assert subscription.resume_from == reference.resume_from
+                assert subscription.buffered == reference.recv.statistics().current_buffer_used
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
 
 
 def test_subscribe_checks_max_buffer() -> None:

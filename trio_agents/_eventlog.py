@@ -8,7 +8,8 @@ Rules:
 * ``events(since=n, until=m)`` selects by position, like ``list(log)[n:m]``, before the other
   filters; ``kind`` and ``agent`` then filter (see :meth:`EventLog.events`).
 * Subscribers get every event appended after :meth:`EventLog.subscribe`, in order, through a
-  bounded trio memory channel; appending never waits for them.
+  bounded buffer with trio's receive semantics (a checkpoint per receive, as a memory
+  channel); appending never waits for them and wakes a waiting receiver only.
 * **Overflow rule.** A subscriber whose buffer is full when an event is appended is *cut off*:
   it keeps the events already in its buffer, gets none after, and its ``async for`` ends once
   those are drained (``receive()`` raises :exc:`trio.EndOfChannel`). It is never silently
@@ -28,8 +29,8 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -61,26 +62,38 @@ def _check_position(value: object, argument: str) -> int | None:
 class Subscription:
     """The receiving end of :meth:`EventLog.subscribe`: events appended after subscribing.
 
-    Iterate with ``async for event in subscription``, or call :meth:`receive`. Close it with
-    :meth:`aclose` or by using it as ``async with log.subscribe() as subscription:``. See the
-    overflow rule in :class:`EventLog`: when the buffer is full at an append, the subscription
-    is cut off and its iteration ends after the buffered events.
+    Iterate with ``async for event in subscription``, or call :meth:`receive`; take every
+    buffered event at once with :meth:`receive_batch` (one wake-up per batch, the cheapest
+    way to keep up). Close it with :meth:`aclose` or by using it as
+    ``async with log.subscribe() as subscription:``. See the overflow rule in
+    :class:`EventLog`: when the buffer is full at an append, the subscription is cut off and
+    its iteration ends after the buffered events.
+
+    One task receives at a time: a second task that waits while one already does gets
+    :exc:`trio.BusyResourceError`.
     """
 
     __slots__ = (
+        "_buffer",
+        "_closed",
+        "_handoff",
         "_log",
         "_max_buffer",
-        "_receive",
         "_resume_from",
-        "_send",
         "_start",
+        "_waiter",
     )
 
     def __init__(self, log: EventLog, max_buffer: int, start: int) -> None:
         self._log: EventLog | None = log
         self._max_buffer = max_buffer
         self._start = start
-        self._send, self._receive = trio.open_memory_channel[Event](max_buffer)
+        self._buffer: deque[Event] = deque()
+        self._waiter: trio.lowlevel.Task | None = None
+        self._closed = False
+        # 1 while the first buffered event is handed to a woken receiver that has not run
+        # yet: as with a trio memory channel, that event does not take buffer space.
+        self._handoff = 0
         self._resume_from: int | None = None
 
     @property
@@ -106,52 +119,121 @@ class Subscription:
     @property
     def buffered(self) -> int:
         """Events received by the subscription but not yet taken out of it."""
-        return self._receive.statistics().current_buffer_used
+        return len(self._buffer) - self._handoff
 
-    def _deliver(self, event: Event, position: int) -> None:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            self._resume_from = position
-            self._detach()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._detach()
+    def _cut_off(self, position: int) -> None:
+        """The buffer is full at the append of the event at ``position`` (see
+        :meth:`EventLog.append`, which delivers events)."""
+        self._resume_from = position
+        self._detach()
+
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
     def _detach(self) -> None:
-        self._send.close()
         if self._log is not None:
             self._log._unsubscribe(self)
             self._log = None
+        self._wake()  # a parked receiver sees the end (or the close)
+
+    def _take_nowait(self, batch: bool) -> Any:
+        if self._closed:
+            raise trio.ClosedResourceError("the subscription was closed")
+        buffer = self._buffer
+        if buffer:
+            self._handoff = 0
+            if batch:
+                events = list(buffer)
+                buffer.clear()
+                return events
+            return buffer.popleft()
+        if self._log is None:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def _take(self, batch: bool) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            taken = self._take_nowait(batch)
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return taken
+        while True:
+            if self._waiter is not None:
+                raise trio.BusyResourceError(
+                    "another task is already receiving from this subscription"
+                )
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+            # Woken by an event, the cut-off or a close. The wake-up was this call's
+            # checkpoint: take without another one (a task that took the events in between
+            # sends it back to waiting).
+            try:
+                return self._take_nowait(batch)
+            except trio.WouldBlock:
+                continue
 
     async def receive(self) -> Event:
         """The next event, waiting for one if needed.
 
         :raises trio.EndOfChannel: the subscription was cut off and its buffer is drained.
         :raises trio.ClosedResourceError: the subscription was closed.
+        :raises trio.BusyResourceError: another task is already waiting in it.
         """
-        return await self._receive.receive()
+        event: Event = await self._take(False)
+        return event
 
     def receive_nowait(self) -> Event:
         """The next event if one is buffered.
 
         :raises trio.WouldBlock: no event is buffered yet.
         :raises trio.EndOfChannel: the subscription was cut off and its buffer is drained.
+        :raises trio.ClosedResourceError: the subscription was closed.
         """
-        return self._receive.receive_nowait()
+        event: Event = self._take_nowait(False)
+        return event
+
+    async def receive_batch(self) -> list[Event]:
+        """Every buffered event, oldest first, waiting for at least one if none is.
+
+        :raises: as :meth:`receive`.
+        """
+        events: list[Event] = await self._take(True)
+        return events
+
+    def receive_batch_nowait(self) -> list[Event]:
+        """Every buffered event, oldest first.
+
+        :raises: as :meth:`receive_nowait` (:exc:`trio.WouldBlock` when none is buffered).
+        """
+        events: list[Event] = self._take_nowait(True)
+        return events
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:
         try:
-            return await self._receive.receive()
+            event: Event = await self._take(False)
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+        return event
 
     def close(self) -> None:
         """Stop receiving events and drop the buffered ones. Idempotent."""
+        self._closed = True
+        self._buffer.clear()
+        self._handoff = 0
         self._detach()
-        self._receive.close()
 
     async def aclose(self) -> None:
         """Close the subscription (a checkpoint, like trio's ``aclose``)."""
@@ -258,8 +340,10 @@ class EventLog:
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
         self._events: list[Event] = []
-        self._subscribers: list[Subscription] = []
-        self._listeners: list[Callable[[Event], None]] = []
+        # Tuples, replaced when one is added or removed: appending (the hot path) iterates
+        # them without a copy, and a subscription cut off meanwhile cannot skip another.
+        self._subscribers: tuple[Subscription, ...] = ()
+        self._listeners: tuple[Callable[[Event], None], ...] = ()
         for event in events:
             self.append(event)
 
@@ -274,13 +358,21 @@ class EventLog:
             raise InvalidArgumentError(
                 f"event must be a trio_agents.Event, got {type(event).__name__} {event!r}"
             )
-        position = len(self._events)
-        self._events.append(event)
+        events = self._events
+        events.append(event)
         if self._subscribers:
-            for subscription in tuple(self._subscribers):
-                subscription._deliver(event, position)
+            # Delivery to each subscription, inlined: this is every event's path.
+            for subscription in self._subscribers:
+                buffer = subscription._buffer
+                if len(buffer) - subscription._handoff < subscription._max_buffer:
+                    buffer.append(event)
+                    if subscription._waiter is not None:
+                        subscription._handoff = 1
+                        subscription._wake()
+                else:
+                    subscription._cut_off(len(events) - 1)
         if self._listeners:
-            for listener in tuple(self._listeners):
+            for listener in self._listeners:
                 listener(event)
 
     __call__ = append
@@ -296,11 +388,16 @@ class EventLog:
         """
         if not callable(listener):
             raise InvalidArgumentError(f"listener must be callable, got {listener!r}")
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
+        stopped = False
 
         def stop() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                listeners = list(self._listeners)
+                listeners.remove(listener)  # this registration's entry (there may be others)
+                self._listeners = tuple(listeners)
 
         return stop
 
@@ -321,12 +418,11 @@ class EventLog:
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
             raise InvalidArgumentError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
         subscription = Subscription(self, max_buffer, len(self._events))
-        self._subscribers.append(subscription)
+        self._subscribers = (*self._subscribers, subscription)
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(subscription)
+        self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
 
     @property
     def subscribers(self) -> int:

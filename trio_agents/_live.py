@@ -227,11 +227,8 @@ async def follow(
             try:
                 while True:
                     try:
-                        view(await subscription.receive())
-                        while True:
-                            view(subscription.receive_nowait())
-                    except trio.WouldBlock:
-                        pass
+                        for event in await subscription.receive_batch():
+                            view(event)
                     except trio.EndOfChannel:
                         # Cut off (it fell behind): catch up from the log, subscribe again.
                         resume = subscription.resume_from or 0

@@ -28,6 +28,8 @@ from . import request_reply
 from ._common import ANSWER, drive
 
 SUBSCRIBER_BUFFER = 100_000
+POLL_INTERVAL = 0.01
+"""How often the polling subscriber takes what is buffered: a live view's refresh rate."""
 
 
 def _unavailable() -> str | None:
@@ -46,7 +48,13 @@ async def framework_log_only(meter: Meter, case: Case) -> None:
     await _with_log(meter, case, subscribe=False)
 
 
-async def _with_log(meter: Meter, case: Case, *, subscribe: bool) -> None:
+async def framework_polled(meter: Meter, case: Case) -> None:
+    await _with_log(meter, case, subscribe=True, every=POLL_INTERVAL)
+
+
+async def _with_log(
+    meter: Meter, case: Case, *, subscribe: bool, every: float | None = None
+) -> None:
     from trio_agents import EventLog
 
     requests = case.params["requests"]
@@ -66,19 +74,15 @@ async def _with_log(meter: Meter, case: Case, *, subscribe: bool) -> None:
     received = [0]
 
     async def subscriber() -> None:
-        # Drain what is buffered after each wake-up (one scheduler step per batch, not per
+        # Take every buffered event at each wake-up (one scheduler step per batch, not per
         # event), as scenario 1's raw server does.
         while True:
             try:
-                await subscription.receive()
-                received[0] += 1
-                while True:
-                    subscription.receive_nowait()
-                    received[0] += 1
-            except trio.WouldBlock:
-                continue
+                received[0] += len(await subscription.receive_batch())
             except trio.EndOfChannel:
                 return
+            if every is not None:
+                await trio.sleep(every)  # the events meanwhile wait in the buffer
 
     model = ScriptedModel([ANSWER] * requests)
     orchestrator = AgentOrchestrator(rng=meter.rng, event_sink=log)
@@ -97,7 +101,7 @@ async def _with_log(meter: Meter, case: Case, *, subscribe: bool) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _tracer() -> Any:
+def _providers() -> tuple[Any, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -107,15 +111,78 @@ def _tracer() -> Any:
         SpanExportResult,
     )
 
-    from trio_agents.otel import OtelTracer
-
     class DropExporter(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(DropExporter()))
-    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+async def sdk_alone(meter: Meter, case: Case) -> None:
+    """The OpenTelemetry SDK's own work for one traced request, with no agent: the spans,
+    attributes and metric records the tracer asks of it (its floor)."""
+    import time
+
+    from opentelemetry import metrics, trace
+
+    from trio_agents.otel import ATTRIBUTES as A
+    from trio_agents.otel import METRICS
+
+    requests = case.params["requests"]
+    provider, meters = _providers()
+    tracer = trace.get_tracer("trio_agents", tracer_provider=provider)
+    instruments = metrics.get_meter("trio_agents", meter_provider=meters)
+    tokens = instruments.create_histogram(METRICS["token_usage"], unit="{token}")
+    duration = instruments.create_histogram(METRICS["operation_duration"], unit="s")
+    meter.begin()
+    for run in range(1, requests + 1):
+        start = time.time_ns()
+        agent = tracer.start_span(
+            "invoke_agent server",
+            start_time=start,
+            attributes={
+                A["operation"]: "invoke_agent",
+                A["agent_name"]: "server",
+                A["agent_id"]: "server",
+                "trio_agents.run": run,
+            },
+        )
+        chat = tracer.start_span(
+            "chat scripted",
+            context=trace.set_span_in_context(agent),
+            start_time=start,
+            attributes={
+                A["operation"]: "chat",
+                A["request_model"]: "scripted",
+                "trio_agents.attempt": 1,
+            },
+        )
+        chat.set_attributes(
+            {
+                A["input_tokens"]: 1,
+                A["output_tokens"]: 1,
+                A["finish_reasons"]: ["end_turn"],
+                A["response_model"]: "scripted",
+            }
+        )
+        attributes = {A["operation"]: "chat", A["request_model"]: "scripted"}
+        attributes[A["response_model"]] = "scripted"
+        duration.record(0.0, attributes)
+        for token_type in ("input", "output"):
+            tokens.record(1, {**attributes, A["token_type"]: token_type})
+        chat.end(start)
+        agent.set_attributes({A["input_tokens"]: 1, A["output_tokens"]: 1})
+        agent.end(start)
+    meter.end(requests)
+    await trio.lowlevel.checkpoint()
+
+
+def _tracer() -> Any:
+    from trio_agents.otel import OtelTracer
+
+    provider, meters = _providers()
     return OtelTracer(tracer_provider=provider, meter_provider=meters)
 
 
@@ -157,7 +224,15 @@ def build(size: int, profile: Profile) -> list[Case]:
                 Variant("no-log", "trio_agents, no event log", framework_without_log),
                 Variant("log-only", "trio_agents + event log, no subscriber", framework_log_only),
                 Variant(
+                    "polled",
+                    f"trio_agents + event log, subscriber every {POLL_INTERVAL * 1000:g} ms",
+                    framework_polled,
+                ),
+                Variant(
                     "otel", "trio_agents + OpenTelemetry (SDK, simple processor)", framework_traced
+                ),
+                Variant(
+                    "otel-sdk", "OpenTelemetry SDK alone: the same spans and records", sdk_alone
                 ),
             ),
             targets=(
@@ -166,6 +241,20 @@ def build(size: int, profile: Profile) -> list[Case]:
                     limit=1.3,
                     against="no-log",
                     text="<= 1.3x without the log",
+                ),
+                Target(
+                    metric="time",
+                    limit=1.3,
+                    against="no-log",
+                    text="<= 1.3x without the log",
+                    subject="log-only",
+                ),
+                Target(
+                    metric="time",
+                    limit=1.3,
+                    against="no-log",
+                    text="<= 1.3x without the log",
+                    subject="polled",
                 ),
                 Target(
                     metric="time",
