@@ -48,6 +48,7 @@ from typing import Any, Final, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 
+from ._agent import current_agent
 from ._errors import AgentError, AlreadyRunningError, InvalidArgumentError, UsageError
 from ._messages import (
     AgentResult,
@@ -55,6 +56,7 @@ from ._messages import (
     AssistantMessage,
     JSONValue,
     Message,
+    PendingApproval,
     StopReason,
     TextBlock,
     ToolCallBlock,
@@ -70,8 +72,9 @@ from ._tools import ToolContext, ToolExecutor
 # imports this module).
 _DELEGATE_TOOL: Final = "delegate"
 
-JOURNAL_SCHEMA_VERSION: Final = 1
-"""The schema version of the journal records this version writes (and the newest it reads)."""
+JOURNAL_SCHEMA_VERSION: Final = 2
+"""The schema version of the journal records this version writes (and the newest it reads).
+Version 2 added the ``"approval_requested"`` record; version 1 journals are read as they are."""
 
 RecordKind = Literal[
     "run_started",
@@ -80,6 +83,7 @@ RecordKind = Literal[
     "tool_result",
     "tool_released",
     "approval",
+    "approval_requested",
     "conversation",
 ]
 _KINDS: Final = get_args(RecordKind)
@@ -105,7 +109,10 @@ class JournalRecord:
     ``"tool_result"`` (data: the :class:`~trio_agents.ToolResultBlock`) or
     ``"tool_released"`` (data: the id of an in-doubt call a person allowed to run again) or
     ``"approval"`` (data: the :class:`~trio_agents.ApprovalDecision` list that answered one
-    stop for approval) or ``"conversation"`` (data: the messages one answered request added
+    stop for approval) or ``"approval_requested"`` (data: the
+    :class:`~trio_agents.PendingApproval` list of a stop for approval the run reached, with
+    the :attr:`~trio_agents.PendingApproval.via` of calls deeper in a delegation tree) or
+    ``"conversation"`` (data: the messages one answered request added
     to an orchestrated agent's conversation; see ``conversation=`` of
     :meth:`AgentOrchestrator.add_agent <trio_agents.AgentOrchestrator.add_agent>`)."""
     data: JSONValue
@@ -167,16 +174,18 @@ def _decode(run_id: str, index: int, line: str) -> JournalRecord | None:
         raw = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(raw, dict) or raw.get("kind") not in _KINDS:
+    if not isinstance(raw, dict):
         return None
     version = raw.get("v")
     if not isinstance(version, int) or version < 1:
         return None
-    if version > JOURNAL_SCHEMA_VERSION:
+    if version > JOURNAL_SCHEMA_VERSION:  # before the kind: a newer schema may add kinds
         raise JournalCorrupted(
             f"record {index} of run {run_id!r} has journal schema version {version}, written "
             f"by a newer trio_agents; this version reads up to {JOURNAL_SCHEMA_VERSION}"
         )
+    if raw.get("kind") not in _KINDS:
+        return None
     if raw.get("run") != run_id or raw.get("i") != index:
         return None
     return JournalRecord(
@@ -519,6 +528,12 @@ class _JournaledTools:
             result = await self._inner.execute(call, ctx)
         finally:
             _NESTED.reset(token)
+        caller = current_agent()
+        if caller is not None and call.id in caller._parking:
+            # A delegation whose specialist waits for approval: what it returned says so, it
+            # is not the call's result. The call runs again (resuming its child run, which
+            # repeats nothing journaled) when the tree is resumed.
+            return result
         replay.append("tool_result", result)
         replay.results[call.id] = result
         return result
@@ -534,6 +549,12 @@ class _Binding:
 
 
 _NESTED: ContextVar[_Binding | None] = ContextVar("trio_agents_journal_binding", default=None)
+
+# The decisions RunJournal.resume_delegator routes to the runs of a tree, by run id: each
+# run's drive takes its own when it reaches the stop they answer.
+_TREE_DECISIONS: ContextVar[dict[str, tuple[ApprovalDecision, ...]] | None] = ContextVar(
+    "trio_agents_journal_tree_decisions", default=None
+)
 
 
 async def run_nested(agent: Any, task: str) -> AgentResult[Any]:
@@ -599,6 +620,23 @@ def _started(record: JournalRecord, agent: Any) -> list[Message]:
     return load(data.get("input"), list[Message])
 
 
+def _not_waiting(run_id: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"run {run_id!r} does not wait for approval: its journal ends at no unanswered stop "
+        "(it finished, its decisions are journaled, or it died before journaling the stop; "
+        "resume it without decisions: it goes on, or stops and journals what waits); the "
+        "decisions were not used"
+    )
+
+
+def _stop(records: Sequence[JournalRecord]) -> list[PendingApproval]:
+    """What a run's journal says it waits for: the pending calls of its last stop for
+    approval when nothing was journaled after it, else nothing."""
+    if not records or records[-1].kind != "approval_requested":
+        return []
+    return load(records[-1].data, list[PendingApproval])
+
+
 def _conversation(records: Sequence[JournalRecord]) -> list[Message]:
     messages: list[Message] = []
     for record in records:
@@ -662,6 +700,33 @@ class RunJournal:
         :raises JournalCorrupted: see :meth:`records`.
         """
         return _conversation(self.records(run_id))
+
+    def pending_approvals(self, run_id: str) -> tuple[PendingApproval, ...]:
+        """The calls the journaled run ``run_id`` waits on a person for, read from the journal
+        alone (after a crash, in another process); ``()`` when it does not wait.
+
+        For a delegation tree (:meth:`run_delegator`) these are the calls at every depth, each
+        with its :attr:`~trio_agents.PendingApproval.via`; a call whose decision is already
+        journaled (in the run of the agent that asked) no longer waits.
+
+        :raises InvalidArgumentError: ``run_id`` is not journaled.
+        :raises JournalCorrupted: see :meth:`records`.
+        """
+        run_id = _check_run_id(run_id)
+        records = self.records(run_id)
+        if not records:
+            raise InvalidArgumentError(
+                f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
+            )
+        return tuple(p for p in _stop(records) if not self._answered(run_id, p))
+
+    def _answered(self, run_id: str, pending: PendingApproval) -> bool:
+        """Whether the run of the agent that asked for ``pending`` journaled its decision."""
+        if not pending.via:
+            return False  # the run's own call: its stop is its last record
+        owner = "/".join((run_id, *pending.via))
+        waits = [p.call_id for p in _stop(self.records(owner))]
+        return pending.call_id not in waits
 
     def _extend_conversation(self, run_id: str, index: int, messages: Sequence[Message]) -> None:
         record = JournalRecord(
@@ -742,6 +807,10 @@ class RunJournal:
         self._check_tree(run_id, frozenset(idempotent))
         replay = _Replay(run_id, self.backend, records, frozenset(idempotent))
         given = None if decisions is None else tuple(decisions)
+        if given is not None and not _stop(records) and all(r.version >= 2 for r in records):
+            # Every stop of a version-2 journal is journaled: refuse before anything runs.
+            # (A version-1 run's stop is found by replaying to it, as it was written.)
+            raise _not_waiting(run_id)
         return await self._drive(agent, messages, replay, given)
 
     def _check_tree(self, run_id: str, idempotent: frozenset[str]) -> None:
@@ -786,14 +855,30 @@ class RunJournal:
             _NESTED.reset(token)
 
     async def resume_delegator(
-        self, delegator: Any, run_id: str, *, runner: Any, idempotent: Iterable[str] = ()
+        self,
+        delegator: Any,
+        run_id: str,
+        *,
+        runner: Any,
+        idempotent: Iterable[str] = (),
+        decisions: Iterable[ApprovalDecision] | None = None,
     ) -> Any:
         """Resume a :meth:`run_delegator` run after a crash: the main agent and every
         specialist resume from their journals; finished specialist work is replayed.
 
-        :raises InvalidArgumentError: ``run_id`` is not journaled. Nothing changes.
+        :param decisions: for a tree that waits for approval (:meth:`pending_approvals`, or
+            the :attr:`~trio_agents.DelegatorResult.pending_approvals` of the result that
+            stopped): one :class:`~trio_agents.ApprovalDecision` per pending call, at any
+            depth. They are checked against the journal before anything runs; each is
+            journaled in the run of the agent that asked, before that agent acts on it, so
+            a resume after a later crash answers the same way without asking again. The
+            tree is replayed up to the stop and goes on; the result is the whole tree's.
+        :raises InvalidArgumentError: ``run_id`` is not journaled, or ``decisions`` do not
+            answer exactly the calls that wait (or nothing waits). Nothing changes.
         :raises ToolCallInDoubt: a call anywhere in the tree is in doubt (see :meth:`resume`).
         """
+        from ._agent import _check_decisions
+
         run_id = _check_run_id(run_id)
         records = self.records(run_id)
         if not records:
@@ -801,6 +886,18 @@ class RunJournal:
                 f"run {run_id!r} is not journaled (journaled runs: {self.runs()[:10]})"
             )
         self._check_tree(run_id, frozenset(idempotent))
+        routed: dict[str, tuple[ApprovalDecision, ...]] | None = None
+        if decisions is not None:
+            given = tuple(decisions)
+            pending = self.pending_approvals(run_id)
+            if not pending:
+                raise _not_waiting(run_id)
+            chosen = _check_decisions(pending, given)
+            by_run: dict[str, list[ApprovalDecision]] = {}
+            for index, decision in sorted(chosen.items()):
+                owner = "/".join((run_id, *pending[index].via))
+                by_run.setdefault(owner, []).append(decision)
+            routed = {owner: tuple(answers) for owner, answers in by_run.items()}
         messages = _started(records[0], None)
         first = messages[0] if messages else None
         blocks = first.content if isinstance(first, UserMessage) else ()
@@ -810,9 +907,11 @@ class RunJournal:
             )
         task = blocks[0].text
         token = _NESTED.set(_Binding(self.backend, run_id, frozenset(idempotent)))
+        answers = _TREE_DECISIONS.set(routed)
         try:
             return await delegator.run(task, runner=runner)
         finally:
+            _TREE_DECISIONS.reset(answers)
             _NESTED.reset(token)
 
     def resolve(
@@ -883,6 +982,10 @@ class RunJournal:
     ) -> Any:
         from ._agent import _check_decisions
 
+        if decisions is None:
+            routed = _TREE_DECISIONS.get()
+            if routed is not None:
+                decisions = routed.pop(replay.run_id, None)
         model, executor = agent._model, agent._executor
         agent._model = _JournaledModel(model, replay)
         agent._executor = _JournaledTools(executor, replay)
@@ -898,6 +1001,12 @@ class RunJournal:
                     replay.approvals.append(decisions)
                     answer, decisions = decisions, None
                 else:
+                    # The stop is journaled (once: a resume that reaches it again without
+                    # an answer adds nothing), so what waits can be read after a crash.
+                    pending = dump(list(result.pending_approvals))
+                    last = replay.records[-1]
+                    if last.kind != "approval_requested" or last.data != pending:
+                        replay.append("approval_requested", result.pending_approvals)
                     break
                 stops += 1
                 result = await agent.resume(answer)
