@@ -24,6 +24,7 @@ from trio_agents import (
     AgentStopped,
     InvalidArgumentError,
     RestartStrategy,
+    RestartType,
     SupervisorAction,
 )
 from trio_agents.testing import (
@@ -132,6 +133,54 @@ def test_found_a_respawned_agent_kept_its_old_restart_history() -> None:
     assert final.system_error is None
     assert final.outcomes[4] == "ok"
     assert final.restarts["b"] == 3
+
+
+def test_found_timers_due_together_may_fire_in_either_order() -> None:
+    # Found by the machine (a random run): a parent's request sleep and its child's restart
+    # backoff ended at the same virtual instant while the parent was closing. The reference
+    # applied the sleep first (the parent completes, the child waiting for its backoff is
+    # cancelled); the live system restarted the child first (then closed it: completed).
+    # Trio wakes both in one batch, in the scheduler's order: both are right, and the
+    # reference now offers every order (rule 12), of which the live system must match one.
+    tree = AgentTree(
+        roots=(
+            TreeNode(
+                name="a",
+                children=(
+                    TreeNode(name="a1", backoff=0.5, restart=RestartType.TRANSIENT),
+                    TreeNode(name="a2"),
+                ),
+            ),
+        )
+    )
+    reference = SupervisionReference(tree)
+    reference.spawn("a")
+    reference.spawn("a1")
+    reference.send("a", 1, Work.SLEEP, 0.5)
+    reference.close("a", 2)
+    reference.send("a1", 3, Work.FAIL)
+    variants = reference.tick_variants(0.5)
+    assert [v.snapshot().statuses["a1"] for v in variants] == [
+        AgentStatus.CANCELLED,
+        AgentStatus.COMPLETED,
+    ]
+    assert reference.now == 0.0  # the variants are copies
+    commands = [
+        spawn("a"),
+        spawn("a1"),
+        send("a", Work.SLEEP, 1, 0.5),
+        Command(op=Op.CLOSE, agent="a", id=2),
+        send("a1", Work.FAIL, 3),
+        tick(0.5),
+    ]
+    for seed in range(3):
+        observed = replay(tree, commands, seed=seed).observations[-1]
+        assert any(
+            observed.statuses == v.snapshot().statuses
+            and observed.incarnations == v.snapshot().incarnations
+            and observed.outcomes == v.snapshot().outcomes
+            for v in variants
+        ), seed
 
 
 def test_found_cancel_during_backoff_stranded_the_siblings_of_a_restart() -> None:

@@ -252,23 +252,58 @@ class SupervisionMachine(RuleBasedStateMachine):
         assert self.live is not None
         assert self.reference is not None
         observation = self.live.execute(command)
-        problems = _differences(observation, self.reference.snapshot(), timed=True)
+        problems = self._problems(observation, self.reference, expected_spawn_error)
+        if problems:
+            self._fail_with(command, problems)
+
+    def _tick(self, seconds: float) -> None:
+        """Let ``seconds`` pass in both systems. Timers due at the same instant have no
+        order (reference rule 12): the live system must match the reference after one of
+        the orders they can take."""
+        assert self.live is not None
+        assert self.reference is not None
+        variants = self.reference.tick_variants(seconds)
+        command = Command(op=Op.TICK, seconds=seconds)
+        observation = self.live.execute(command)
+        if len(variants) > 1:
+            event("timers due at the same instant")
+        first: list[str] = []
+        for variant in variants:
+            problems = self._problems(observation, variant, None)
+            if not problems:
+                self.reference = variant
+                return
+            first = first or problems
+        self.reference = variants[0]
+        if len(variants) > 1:
+            first.append(f"(none of the {len(variants)} orders of simultaneous timers matched)")
+        self._fail_with(command, first)
+
+    def _problems(
+        self,
+        observation: Observation,
+        reference: SupervisionReference,
+        expected_spawn_error: str | None,
+    ) -> list[str]:
+        problems = _differences(observation, reference.snapshot(), timed=True)
         if observation.spawn_error != expected_spawn_error:
             problems.insert(
                 0,
                 f"spawn raised {observation.spawn_error!r}, reference expects "
                 f"{expected_spawn_error!r}",
             )
-        problems += self._decision_differences()
-        problems += self._failure_differences()
-        if problems:
-            self._failed = True
-            raise AssertionError(
-                f"after {command} (seed {self.seed}) the live system disagrees with the "
-                "reference model:\n  " + "\n  ".join(problems)
-            )
+        problems += self._decision_differences(reference)
+        problems += self._failure_differences(reference)
+        return problems
 
-    def _decision_differences(self) -> list[str]:
+    def _fail_with(self, command: Command, problems: list[str]) -> None:
+        self._failed = True
+        raise AssertionError(
+            f"after {command} (seed {self.seed}) the live system disagrees with the "
+            "reference model:\n  " + "\n  ".join(problems)
+        )
+
+    def _decision_differences(self, reference: SupervisionReference) -> list[str]:
         """The supervisor decisions so far against the predicted ones: action, request,
         siblings in stop order, the backoff delay (which the clock checks too), whether the
         limit was exceeded, the restart type, and the reason word for word."""
@@ -309,7 +344,7 @@ class SupervisionMachine(RuleBasedStateMachine):
                 d.restart_type,
                 d.reason,
             )
-            for d in self.reference.decisions
+            for d in reference.decisions
         ]
         if live == want:
             return []
@@ -323,15 +358,15 @@ class SupervisionMachine(RuleBasedStateMachine):
                 return [f"decision #{index} of {got[0]!r}: " + "; ".join(wrong)]
         return [f"decisions: live made {len(live)}, reference predicts {len(want)}"]
 
-    def _failure_differences(self) -> list[str]:
+    def _failure_differences(self, reference: SupervisionReference) -> list[str]:
         """The failures and escalations so far against the predicted ones: which agent, and
         the type of the error the event carries."""
         assert self.live is not None
         assert self.reference is not None
         problems = []
         for kind, wanted in (
-            (AgentFailed, self.reference.failures),
-            (FailureEscalated, self.reference.escalations),
+            (AgentFailed, reference.failures),
+            (FailureEscalated, reference.escalations),
         ):
             got = [
                 (e.agent, getattr(e.error, "type", None))
@@ -428,8 +463,7 @@ class SupervisionMachine(RuleBasedStateMachine):
         due = self.reference.restart_due(name)
         if due is not None:  # wait out its backoff first
             seconds = due - self.reference.now
-            self.reference.tick(seconds)
-            self._run(Command(op=Op.TICK, seconds=seconds))
+            self._tick(seconds)
             if not self._open():
                 return
         if self.reference.ended(name) or self.reference.status(name) is not AgentStatus.RUNNING:
@@ -459,8 +493,7 @@ class SupervisionMachine(RuleBasedStateMachine):
         assert self.reference is not None
         seconds = self.reference.window_edges()[0] - self.reference.now
         event("tick to a restart window's edge")
-        self.reference.tick(seconds)
-        self._run(Command(op=Op.TICK, seconds=seconds))
+        self._tick(seconds)
 
     def _record_restarts(self) -> None:
         assert self.reference is not None
@@ -507,8 +540,7 @@ class SupervisionMachine(RuleBasedStateMachine):
             return
         assert self.reference is not None
         seconds = self.tick_seconds[choice % len(self.tick_seconds)]
-        self.reference.tick(seconds)
-        self._run(Command(op=Op.TICK, seconds=seconds))
+        self._tick(seconds)
 
     @precondition(lambda self: self.reference is not None and self.reference.closed)
     @rule()

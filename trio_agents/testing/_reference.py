@@ -60,11 +60,18 @@ The rules it encodes:
     parent, a restarting sibling or an escalation, or an agent whose own run a child's
     escalation interrupted -- is answered ``AgentCancelled`` at that moment, before any
     decision or backoff.
+12. Timers due at the same instant (requests that finish, backoffs that end) have no order
+    in the live system: trio wakes their tasks in one batch, in the scheduler's order. Each
+    is applied whole, one after the other, in any order; :meth:`tick` takes the order set
+    first unless told otherwise, and :meth:`SupervisionReference.tick_variants` gives every
+    order, of which the live system must match one.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import deque
+from collections.abc import Callable
 
 import attrs
 
@@ -403,8 +410,13 @@ class SupervisionReference:
         self._serve(agent)
         self._settle()
 
-    def tick(self, seconds: float) -> None:
-        """Let ``seconds`` pass: requests finish and backoffs end, in time order."""
+    def tick(self, seconds: float, *, choose: Callable[[list[str]], int] | None = None) -> None:
+        """Let ``seconds`` pass: requests finish and backoffs end, in time order.
+
+        :param choose: for timers due at the same instant (rule 12), given the names of
+            their agents in the order they were set, returns the index of the one that goes
+            first; by default the one set first.
+        """
         if seconds < 0:
             raise InvalidArgumentError(f"seconds must be >= 0; got {seconds!r}")
         target = self.now + seconds
@@ -417,6 +429,12 @@ class SupervisionReference:
             when = agent.timer[0]
             if when > target:
                 break
+            tied = sorted(
+                (a for a in due if a.timer is not None and a.timer[0] == when),
+                key=lambda a: a.timer,  # type: ignore[arg-type, return-value]
+            )
+            if choose is not None and len(tied) > 1:
+                agent = tied[choose([a.name for a in tied])]
             self.now = when
             agent.timer = None
             if agent.current is not None:  # a sleep request finished
@@ -427,6 +445,34 @@ class SupervisionReference:
                 self._restart(agent)
             self._settle()
         self.now = target
+
+    def tick_variants(self, seconds: float, *, limit: int = 24) -> list[SupervisionReference]:
+        """Copies of this reference, each after :meth:`tick` with another order of the timers
+        that fall due at the same instant (rule 12): the default order first. With no such
+        tie, one copy. At most ``limit`` orders are explored."""
+        variants: list[SupervisionReference] = []
+        pending: list[list[int]] = [[]]
+        while pending and len(variants) < limit:
+            prefix = pending.pop(0)
+            made: list[tuple[int, int]] = []  # (index chosen, tied timers) per choice
+
+            def choose(
+                tied: list[str],
+                prefix: list[int] = prefix,
+                made: list[tuple[int, int]] = made,
+            ) -> int:
+                k = len(made)
+                index = prefix[k] if k < len(prefix) else 0
+                made.append((index, len(tied)))
+                return index
+
+            variant = copy.deepcopy(self, {id(self.tree): self.tree})  # the tree is shared
+            variant.tick(seconds, choose=choose)
+            variants.append(variant)
+            for k in range(len(prefix), len(made)):
+                chosen = [index for index, _ in made[:k]]
+                pending.extend([*chosen, other] for other in range(1, made[k][1]))
+        return variants
 
     def shutdown(self) -> None:
         """Leave the system's ``async with`` block: every agent still alive is cancelled."""
