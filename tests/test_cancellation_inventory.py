@@ -1036,6 +1036,10 @@ COVERED: dict[str, tuple[str, ...]] = {
         ("RunJournal.run_delegator", "RunJournal.resume_delegator"),
         ("test_journal_tree::test_outside_cancellation_of_a_journaled_tree_is_bare",),
     ),
+    **dict.fromkeys(
+        ("RunJournal.run_pattern", "RunJournal.resume_pattern"),
+        ("test_journal_patterns::test_outside_cancellation_of_a_journaled_pattern_is_bare",),
+    ),
 }
 
 

@@ -41,10 +41,10 @@ import json
 import os
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Final, Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
 import attrs
 
@@ -71,6 +71,8 @@ from ._tools import ToolContext, ToolExecutor
 # The name of the delegation tool (see _delegation.DELEGATE_TOOL; not imported: _delegation
 # imports this module).
 _DELEGATE_TOOL: Final = "delegate"
+
+T = TypeVar("T")
 
 JOURNAL_SCHEMA_VERSION: Final = 2
 """The schema version of the journal records this version writes (and the newest it reads).
@@ -546,6 +548,10 @@ class _Binding:
     backend: JournalBackend
     run_id: str
     idempotent: frozenset[str]
+    pattern: bool = False
+    """Bound by :meth:`RunJournal.run_pattern` (not by a tool call of a journaled run)."""
+    keyed: set[str] = attrs.field(factory=set, eq=False)
+    """The keyed child run ids used so far under this binding (each names one run)."""
 
 
 _NESTED: ContextVar[_Binding | None] = ContextVar("trio_agents_journal_binding", default=None)
@@ -557,30 +563,58 @@ _TREE_DECISIONS: ContextVar[dict[str, tuple[ApprovalDecision, ...]] | None] = Co
 )
 
 
-async def run_nested(agent: Any, task: str) -> AgentResult[Any]:
-    """Run ``agent`` on ``task``; journaled under the bound run id when a journaled run (or
-    tool call of one) is in progress in this context, resumed when that run is journaled.
+async def run_nested(
+    agent: Any, task: str | Message | Sequence[Message], *, key: str | None = None
+) -> AgentResult[Any]:
+    """Run ``agent`` on ``task``; journaled when a journaled run (or a tool call of one, or
+    a :meth:`RunJournal.run_pattern`) is in progress in this context, and resumed when that
+    run is already journaled.
 
-    :class:`~trio_agents.ModelRunner` runs its agents through this, so the specialists of
-    a journaled delegation journal under ``"<parent run id>/<delegate call id>"``.
+    The run id is the bound one (``key=None``: a specialist under its ``delegate`` call), or
+    ``"<bound run id>/<key>"`` (the branches and steps of a pattern, one key each).
+    :class:`~trio_agents.ModelRunner` runs its agents through this, so the specialists of a
+    journaled delegation journal under ``"<parent run id>/<delegate call id>"``.
     """
     binding = _NESTED.get()
     result: AgentResult[Any]
     if binding is None:
         result = await agent.run(task)
         return result
+    run_id = binding.run_id if key is None else f"{binding.run_id}/{key}"
+    if key is not None:
+        if run_id in binding.keyed:
+            # Two patterns in one scope (say two run_parallel calls in one run_pattern):
+            # the second would resume the first's journal and silently answer with it.
+            raise UsageError(
+                f"two agent runs would journal under {run_id!r}: run each pattern in its own "
+                "RunJournal.run_pattern (or tool call), so that its steps get their own ids"
+            )
+        binding.keyed.add(run_id)
     token = _NESTED.set(None)  # the agent's own tool calls bind their children
     try:
         journal = RunJournal(binding.backend)
-        if binding.backend.read(binding.run_id):
-            result = await journal.resume(agent, binding.run_id, idempotent=binding.idempotent)
+        if binding.backend.read(run_id):
+            result = await journal.resume(agent, run_id, idempotent=binding.idempotent)
         else:
-            result = await journal.run(
-                agent, task, run_id=binding.run_id, idempotent=binding.idempotent
-            )
+            result = await journal.run(agent, task, run_id=run_id, idempotent=binding.idempotent)
         return result
     finally:
         _NESTED.reset(token)
+
+
+def refuse_unjournaled(what: str) -> None:
+    """Raise UsageError when ``what`` (a pattern whose agents cannot be journaled) is run
+    directly inside :meth:`RunJournal.run_pattern`, where it would silently run again on
+    resume. Inside a journaled agent's tool call it may run: that call is what a crash leaves
+    in doubt."""
+    binding = _NESTED.get()
+    if binding is not None and binding.pattern:
+        raise UsageError(
+            f"{what} is not journaled: its agents keep a conversation from turn to turn, "
+            "which a journaled run does not resume. Inside RunJournal.run_pattern it would "
+            "run again after a crash; run it outside the journal, or in a tool of a "
+            "journaled agent (a crash then leaves that call in doubt)"
+        )
 
 
 def _shape(agent: Any) -> dict[str, JSONValue]:
@@ -912,6 +946,78 @@ class RunJournal:
             return await delegator.run(task, runner=runner)
         finally:
             _TREE_DECISIONS.reset(answers)
+            _NESTED.reset(token)
+
+    async def run_pattern(
+        self,
+        pattern: Callable[[], Awaitable[T]],
+        *,
+        run_id: str,
+        idempotent: Iterable[str] = (),
+    ) -> T:
+        """Await ``pattern()`` (e.g. ``lambda: run_parallel(branches, task)``) with every
+        agent run of :func:`~trio_agents.patterns.run_parallel` and
+        :func:`~trio_agents.patterns.run_sequential` inside it journaled under ``run_id``:
+        branch *i* under ``"<run_id>/branch-<i>"``, step *i* under ``"<run_id>/step-<i>"``,
+        the aggregator under ``"<run_id>/aggregate"`` (and a specialist or pattern inside
+        one of their tool calls under that call, as in a journaled run).
+
+        :param idempotent: as in :meth:`run`.
+        :raises InvalidArgumentError: runs under ``run_id`` are already journaled (use
+            :meth:`resume_pattern`). Nothing is journaled.
+        """
+        run_id = _check_run_id(run_id)
+        if not callable(pattern):
+            raise InvalidArgumentError(
+                f"pattern must be a function returning an awaitable, got {pattern!r}"
+            )
+        existing = self._under(run_id)
+        if existing:
+            raise InvalidArgumentError(
+                f"runs under {run_id!r} are already journaled ({existing[:5]}); "
+                "resume_pattern() it, or use a new run_id"
+            )
+        return await self._bound(pattern, run_id, frozenset(idempotent))
+
+    async def resume_pattern(
+        self,
+        pattern: Callable[[], Awaitable[T]],
+        *,
+        run_id: str,
+        idempotent: Iterable[str] = (),
+    ) -> T:
+        """Resume a :meth:`run_pattern` run after a crash: give the same ``pattern`` (built
+        the same way). Every journaled branch or step resumes from its journal: a finished
+        one is replayed without calling its model or tools, one cut off goes on live from
+        its first unjournaled step, one that never started runs.
+
+        :raises InvalidArgumentError: nothing is journaled under ``run_id``. Nothing runs.
+        :raises ToolCallInDoubt: a call in any of its runs is in doubt (see :meth:`resume`),
+            before anything runs.
+        """
+        run_id = _check_run_id(run_id)
+        if not callable(pattern):
+            raise InvalidArgumentError(
+                f"pattern must be a function returning an awaitable, got {pattern!r}"
+            )
+        if not self._under(run_id):
+            raise InvalidArgumentError(
+                f"nothing is journaled under {run_id!r} (journaled runs: {self.runs()[:10]})"
+            )
+        self._check_tree(run_id, frozenset(idempotent))
+        return await self._bound(pattern, run_id, frozenset(idempotent))
+
+    def _under(self, run_id: str) -> list[str]:
+        prefix = run_id + "/"
+        return [r for r in self.runs() if r == run_id or r.startswith(prefix)]
+
+    async def _bound(
+        self, pattern: Callable[[], Awaitable[T]], run_id: str, idempotent: frozenset[str]
+    ) -> T:
+        token = _NESTED.set(_Binding(self.backend, run_id, idempotent, pattern=True))
+        try:
+            return await pattern()
+        finally:
             _NESTED.reset(token)
 
     def resolve(

@@ -11,6 +11,7 @@ from .._agent import AgentSpec
 from .._delegation import ModelRunner
 from .._errors import AgentError, InvalidArgumentError, ToolError
 from .._infra import SharedInfra
+from .._journal import run_nested
 from .._messages import AgentResult, StopReason
 from .._orchestrator import AgentFactory
 from .._serde import dump
@@ -57,6 +58,11 @@ def agent_tool(
     error, and one stopped by its own limits (aborted) a tool error saying so: the calling
     model reads either and carries on. Cancelling the caller cancels the agent, and that
     cancellation propagates untouched.
+
+    Inside a journaled run (:class:`~trio_agents.RunJournal`) the agent's run is journaled
+    under the call (``"<run id>/<call id>"``), as a delegation's specialist is; the tool is
+    declared idempotent, so a call a crash cut off runs again and resumes that run, which
+    repeats nothing journaled.
 
     :param factory: zero-argument callable returning a new :class:`~trio_agents.Agent`.
     :param spec: instead of ``factory``: the :class:`~trio_agents.AgentSpec` to build.
@@ -112,7 +118,7 @@ def agent_tool(
     async def ask(prompt: str) -> Any:
         agent = _build(build, infra)
         try:
-            result = await agent.run(prompt)
+            result = await run_nested(agent, prompt)  # journaled under a journaled call
         except AgentError as exc:
             raise ToolError(f"agent {agent.name!r} failed: {type(exc).__name__}: {exc}") from exc
         if result.stop_reason is StopReason.ABORTED:
@@ -124,7 +130,7 @@ def agent_tool(
         async def call(prompt: Annotated[str, "What to ask the agent."]) -> Any:
             return await ask(prompt)
 
-        return tool(call, name=name, description=description)
+        return tool(call, name=name, description=description, idempotent=True)
 
     async def typed(input: Any) -> Any:
         return await ask(json.dumps(dump(input)))
@@ -134,6 +140,6 @@ def agent_tool(
         "return": Any,
     }
     try:
-        return tool(typed, name=name, description=description)
+        return tool(typed, name=name, description=description, idempotent=True)
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"agent_tool input_type {input_type!r}: {exc}") from None

@@ -12,6 +12,7 @@ import trio
 from .._agent import current_agent
 from .._errors import InvalidArgumentError, ToolError, UsageError
 from .._events import Event, EventSink
+from .._journal import refuse_unjournaled
 from .._messages import (
     AgentResult,
     AssistantMessage,
@@ -211,6 +212,7 @@ class Handoff:
             raise InvalidArgumentError(
                 f"unknown start agent {start!r} (agents: {', '.join(sorted(self.agents))})"
             )
+        refuse_unjournaled("a Handoff")
         self.results = []
         chain = [start]
         allowed = tuple(self.agents)

@@ -15,6 +15,7 @@ from .._delegation import ModelRunner
 from .._errors import AgentError, InvalidArgumentError
 from .._events import Event, EventSink
 from .._infra import SharedInfra
+from .._journal import run_nested
 from .._messages import AgentResult, Message, UserMessage
 from .._orchestrator import AgentFactory, _raise_flat
 from .._tools import Tool
@@ -195,7 +196,7 @@ async def run_sequential(
         request: list[Message] = [*transcript, UserMessage.text(text)]
         try:
             agent = _build(step.factory, infra)
-            result = await agent.run(request)
+            result = await run_nested(agent, request, key=f"step-{index}")
         except Exception as exc:
             _emit(event_sink, step, index, ok=False, cancelled=False)
             who = agent.name if agent is not None else step.name
@@ -273,7 +274,7 @@ async def run_parallel(
         agent = None
         try:
             agent = _build(step.factory, infra)
-            result = await agent.run(input)
+            result = await run_nested(agent, input, key=f"branch-{index}")
         except trio.Cancelled:
             if scope.cancel_called:  # lost to the branches that finished (or failed)
                 _emit(event_sink, step, index, ok=False, cancelled=True)
@@ -322,7 +323,7 @@ async def run_parallel(
     try:
         agent = _build(step.factory, infra)
         labelled = "\n\n".join(f"[{o.step}]\n{o.result.final_text}" for o in kept)
-        merged = await agent.run(f"{input}\n\n{labelled}")
+        merged = await run_nested(agent, f"{input}\n\n{labelled}", key="aggregate")
     except Exception as exc:
         who = agent.name if agent is not None else step.name
         raise StepFailed(_failed(step, len(checked), who, exc), outputs=kept) from exc

@@ -13,6 +13,7 @@ from .._agent import Agent
 from .._errors import InvalidArgumentError
 from .._events import Event, EventSink
 from .._infra import SharedInfra
+from .._journal import refuse_unjournaled, run_nested
 from .._messages import AgentResult, ToolCallBlock
 from .._orchestrator import AgentFactory, _raise_flat
 from ._common import _build, _check_infra, _pattern_events, _sink
@@ -65,11 +66,16 @@ async def _run(
     progress: list[StepOutput] | None = None,
     infra: SharedInfra | None = None,
     sink: EventSink | None = None,
+    *,
+    key: str,
 ) -> StepOutput:
+    """One step's agent on ``prompt``; inside a journal (:meth:`RunJournal.run_pattern
+    <trio_agents.RunJournal.run_pattern>`) its run is journaled under ``key``, which names
+    the step uniquely within the pattern's run."""
     agent: Agent | None = None
     try:
         agent = _build(step.factory, infra)
-        result = await agent.run(prompt)
+        result = await run_nested(agent, prompt, key=key)
     except Exception as exc:
         _step_event(sink, step, index, ok=False, cancelled=False)
         who = agent.name if agent is not None else step.name
@@ -88,15 +94,18 @@ async def _all(
     progress: list[StepOutput] | None = None,
     infra: SharedInfra | None = None,
     sink: EventSink | None = None,
+    *,
+    key: str,
 ) -> list[StepOutput]:
-    """Each step on its prompt, at most ``limit`` at once; the first failure cancels the rest."""
+    """Each step on its prompt, at most ``limit`` at once; the first failure cancels the rest.
+    Step *i* is journaled under ``"<key>-<i>"`` (see :func:`_run`)."""
     results: dict[int, StepOutput] = {}
     limiter = trio.CapacityLimiter(limit)
 
     async def one(index: int) -> None:
         async with limiter:
             results[index] = await _run(
-                steps[index], index, prompts[index], (), progress, infra, sink
+                steps[index], index, prompts[index], (), progress, infra, sink, key=f"{key}-{index}"
             )
 
     try:
@@ -203,7 +212,9 @@ class Loop:
         outputs: list[StepOutput] = []
         text = input
         for number in range(1, self.max_iterations + 1):
-            out = await _run(self.step, number - 1, text, outputs, progress, self.infra)
+            out = await _run(
+                self.step, number - 1, text, outputs, progress, self.infra, key=f"round-{number}"
+            )
             outputs.append(out)
             text = out.result.final_text
             exit = ""
@@ -271,9 +282,18 @@ async def map_reduce(
     sink = _sink(event_sink, infra)
     steps = [Step(f"map[{i}]", mapper) for i in range(len(items))]
     with _pattern_events(sink, "map_reduce", "map_reduce", len(items)) as outcome:
-        mapped = await _all(steps, [str(item) for item in items], limit, progress, infra, sink)
+        mapped = await _all(
+            steps, [str(item) for item in items], limit, progress, infra, sink, key="map"
+        )
         reduced = await _run(
-            Step("reduce", reducer), len(items), _labelled(mapped), mapped, progress, infra, sink
+            Step("reduce", reducer),
+            len(items),
+            _labelled(mapped),
+            mapped,
+            progress,
+            infra,
+            sink,
+            key="reduce",
         )
         outcome.detail = f"{len(mapped)} mapped"
     return MapReduceResult(mapped=tuple(mapped), reduced=reduced.result)
@@ -343,7 +363,9 @@ async def _vote(
     infra: SharedInfra | None,
     sink: EventSink | None,
 ) -> VoteResult:
-    votes = await _all(steps, [question] * len(steps), len(steps), progress, infra, sink)
+    votes = await _all(
+        steps, [question] * len(steps), len(steps), progress, infra, sink, key="vote"
+    )
     counts: dict[str, int] = {}
     for out in votes:
         key = normalise_answer(out.result.final_text)
@@ -356,7 +378,9 @@ async def _vote(
         prompt = f"{question}\n\n{_labelled(votes)}\n\nvotes: {tally}"
         synthesize = Step("synthesize", synthesizer)
         synthesis = (
-            await _run(synthesize, len(steps), prompt, votes, progress, infra, sink)
+            await _run(
+                synthesize, len(steps), prompt, votes, progress, infra, sink, key="synthesize"
+            )
         ).result
     return VoteResult(
         votes=tuple(votes),
@@ -454,7 +478,15 @@ async def review_loop(
     prompt = task
     for number in range(1, limit + 1):
         draft = (
-            await _run(Step("worker", worker), 2 * number - 2, prompt, (), progress, infra)
+            await _run(
+                Step("worker", worker),
+                2 * number - 2,
+                prompt,
+                (),
+                progress,
+                infra,
+                key=f"round-{number}-worker",
+            )
         ).result
         review = (
             await _run(
@@ -464,6 +496,7 @@ async def review_loop(
                 (),
                 progress,
                 infra,
+                key=f"round-{number}-review",
             )
         ).result
         rounds.append(ReviewRound(draft, review, "worker", number))
@@ -499,7 +532,9 @@ async def _review_many(
     rounds: list[ReviewRound] = []
     prompts = [task] * len(workers)
     for number in range(1, limit + 1):
-        drafts = await _all(workers, prompts, len(workers), progress, infra)
+        drafts = await _all(
+            workers, prompts, len(workers), progress, infra, key=f"round-{number}-draft"
+        )
         reviewers = [Step(f"review {w.name}", reviewer) for w in workers]
         reviews = await _all(
             reviewers,
@@ -507,6 +542,7 @@ async def _review_many(
             len(reviewers),
             progress,
             infra,
+            key=f"round-{number}-review",
         )
         approved = [
             w.name for w, r in zip(workers, reviews, strict=True) if marker in r.result.final_text
@@ -584,7 +620,7 @@ async def tournament(
     steps = _check_steps(contestants, "tournament")
     infra = _check_infra(infra)
     event_sink = _sink(event_sink, infra)
-    entries = await _all(steps, [task] * len(steps), len(steps), progress, infra)
+    entries = await _all(steps, [task] * len(steps), len(steps), progress, infra, key="entry")
     answers = {out.step: out.result.final_text for out in entries}
     alive = [out.step for out in entries]
     matches: list[Match] = []
@@ -599,7 +635,9 @@ async def tournament(
             for a, b in pairs
         ]
         judges = [Step(f"judge {a} vs {b}", judge) for a, b in pairs]
-        verdicts = await _all(judges, prompts, len(judges), progress, infra)
+        verdicts = await _all(
+            judges, prompts, len(judges), progress, infra, key=f"round-{number}-judge"
+        )
         winners: list[str] = []
         losers: list[str] = []
         for (a, b), verdict in zip(pairs, verdicts, strict=True):
@@ -673,6 +711,7 @@ async def debate(
         [o for past in history for o in past],
         progress,
         infra,
+        key="verdict",
     )
     return DebateResult(rounds=tuple(history), verdict=verdict.result)
 
@@ -686,6 +725,7 @@ async def _debate_rounds(
     infra: SharedInfra | None,
 ) -> list[tuple[StepOutput, ...]]:
     """The rounds of a debate (see :func:`debate`), each round's answers in declaration order."""
+    refuse_unjournaled("a debate's rounds")
     agents: list[Agent] = []
     for index, step in enumerate(steps):
         try:

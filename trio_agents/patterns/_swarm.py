@@ -185,6 +185,7 @@ class Swarm:
                         progress,
                         self.infra,
                         sink,
+                        key="synthesize",
                     )
                 ).result
                 output = synthesis.final_text
