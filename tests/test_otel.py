@@ -518,3 +518,66 @@ def test_close_ends_every_open_span_at_the_last_event() -> None:
     assert chat.end_time == run.end_time == run.start_time + 2_000_000_000
     out.tracer.close()  # idempotent
     assert len(out.finished()) == 2
+
+
+async def test_pattern_spans_hold_their_branches_runs(autojump_clock: Any) -> None:
+    from trio_agents.patterns import Step, map_reduce, vote
+
+    exported = exporting()
+
+    def step(name: str) -> Step:
+        return Step(
+            name,
+            lambda: Agent(
+                ScriptedModel([f"{name} says yes"]), name=name, event_sink=exported.tracer
+            ),
+        )
+
+    with pytest.raises(ValueError, match="boom"):  # a failing pattern leaves no context behind
+        from trio_agents.patterns import StepFailed
+
+        try:
+            await vote(
+                [step("v1"), Step("bad", lambda: Agent(ScriptedModel([fail(ValueError("boom"))])))],
+                "q?",
+                event_sink=exported.tracer,
+            )
+        except StepFailed as exc:
+            raise exc.__cause__ or exc from None
+    await vote([step("v1"), step("v2"), step("v3")], "q?", event_sink=exported.tracer)
+    await map_reduce(
+        step("mapper").factory,
+        step("reducer").factory,
+        ["a", "b"],
+        event_sink=exported.tracer,
+    )
+    await Agent(ScriptedModel(["after"]), name="after", event_sink=exported.tracer).run("x")
+    # A span the application makes current groups the runs under it the same way.
+    from opentelemetry import trace as otel_trace
+
+    from trio_agents.patterns import run_parallel
+
+    app = TracerProvider().get_tracer("app")
+    with app.start_as_current_span("trip") as trip:
+        await run_parallel([step("oslo"), step("rome")], "go")
+    spans = exported.finished()
+    grouped = [s for s in spans if s.name in ("invoke_agent oslo", "invoke_agent rome")]
+    assert len(grouped) == 2
+    assert all(s.parent is not None for s in grouped)
+    assert {s.parent.span_id for s in grouped if s.parent} == {trip.get_span_context().span_id}
+    assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN
+    edges = tree_of(spans)
+    assert ("pattern vote", "invoke_agent v1") in edges
+    assert ("pattern vote", "invoke_agent v3") in edges
+    assert ("pattern map_reduce", "invoke_agent reducer") in edges
+    assert ("invoke_agent v2", "chat scripted") in edges
+    assert ("", "invoke_agent after") in edges  # the pattern's context was left behind
+    patterns = [s for s in spans if s.name.startswith("pattern ")]
+    assert [s.name for s in patterns] == ["pattern vote", "pattern vote", "pattern map_reduce"]
+    failed, voted, mapped = patterns
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes[ATTRIBUTES["error_type"]] == "PatternFailed"
+    assert voted.attributes["trio_agents.pattern.agents"] == 3
+    assert voted.status.status_code is not StatusCode.ERROR
+    assert mapped.attributes["trio_agents.pattern.detail"] == "2 mapped"
+    exported.tracer.close()

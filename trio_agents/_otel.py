@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
     from opentelemetry.trace import Span as OtelSpan
@@ -25,6 +26,8 @@ from ._events import (
     Event,
     ModelRequested,
     ModelResponded,
+    PatternFinished,
+    PatternStarted,
     RetryScheduled,
     RunFinished,
     RunStarted,
@@ -128,6 +131,9 @@ class OtelTracer:
         self._tools: dict[tuple[str, str], tuple[OtelSpan, ToolStarted]] = {}
         self._delegations: dict[str, OtelSpan] = {}
         self._custom: dict[_Key, OtelSpan] = {}
+        # Open pattern spans by (pattern's name, pattern), innermost last, each with the token
+        # that made it the current span of the task running the pattern.
+        self._patterns: dict[tuple[str, str], list[tuple[OtelSpan, object]]] = {}
         self._registered: dict[type[Event], Callable[[Event], None]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -259,6 +265,10 @@ class OtelTracer:
             span.end(end)
         self._delegations.clear()
         self._agents.clear()
+        for stack in self._patterns.values():
+            for span, _ in stack:
+                span.end(end)  # their tasks' contexts are not this one's: not detached
+        self._patterns.clear()
 
     # ------------------------------------------------------------------ supervision
 
@@ -378,6 +388,37 @@ class OtelTracer:
         span.set_attribute("trio_agents.delegation.cancelled", event.cancelled)
         if not event.success:
             self._fail(span, "Cancelled" if event.cancelled else "DelegationFailed")
+        span.end(self._ns(event.time))
+
+    # ------------------------------------------------------------------ patterns
+
+    def _pattern_started(self, event: PatternStarted) -> None:
+        # The span becomes the current span of the task running the pattern, so the runs of
+        # its branches and steps (in that task, or in tasks it starts) nest under it.
+        span = self._tracer.start_span(
+            self._scrub(f"pattern {event.pattern}"),
+            start_time=self._ns(event.time),
+            attributes={
+                "trio_agents.pattern": event.pattern,
+                "trio_agents.pattern.name": self._scrub(event.agent),
+                "trio_agents.pattern.agents": event.agents,
+            },
+        )
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        self._patterns.setdefault((event.agent, event.pattern), []).append((span, token))
+
+    def _pattern_finished(self, event: PatternFinished) -> None:
+        stack = self._patterns.get((event.agent, event.pattern))
+        if not stack:
+            return
+        span, token = stack.pop()
+        if not stack:
+            del self._patterns[(event.agent, event.pattern)]
+        otel_context.detach(token)  # type: ignore[arg-type]
+        if not event.ok:
+            self._fail(span, "Cancelled" if event.detail == "cancelled" else "PatternFailed")
+        elif event.detail:
+            span.set_attribute("trio_agents.pattern.detail", self._scrub(event.detail))
         span.end(self._ns(event.time))
 
     # ------------------------------------------------------------------ runs, models, tools
@@ -550,6 +591,8 @@ _HANDLERS: dict[type[Event], Callable[[OtelTracer, Any], None]] = {
     AgentEnded: OtelTracer._agent_ended,
     DelegationStarted: OtelTracer._delegation_started,
     DelegationFinished: OtelTracer._delegation_finished,
+    PatternStarted: OtelTracer._pattern_started,
+    PatternFinished: OtelTracer._pattern_finished,
     RunStarted: OtelTracer._run_started,
     RunFinished: OtelTracer._run_finished,
     ModelRequested: OtelTracer._model_requested,

@@ -25,8 +25,13 @@ Spans:
 * ``execute_tool {tool}`` -- one tool call.
 * ``delegate {specialist}`` -- one delegation, under the caller's ``delegate`` tool call span;
   the specialist's runs are under it.
-* any pair of events registered with :meth:`OtelTracer.register_span` (e.g. the branches of
-  a pattern).
+* ``pattern {pattern}`` -- one run of a coordination pattern that emits
+  :class:`~trio_agents.PatternStarted` (``map_reduce``, ``vote``, ``review_loop``, the
+  swarms); while it runs it is the current span of the pattern's task, so the runs of its
+  branches and steps nest under it. It fails with ``error.type`` ``PatternFailed`` (or
+  ``Cancelled``); a failure's detail is content (not recorded).
+* any pair of events registered with :meth:`OtelTracer.register_span` (other work, such as
+  the branches of :func:`~trio_agents.patterns.run_parallel`).
 
 Prompt and completion content is recorded only with ``capture_content=True``; even then tool
 arguments named like secrets are redacted, and the values of secret-looking environment
