@@ -47,7 +47,8 @@ The rules it encodes:
    children of one that escalated, completed or was cancelled end ``cancelled``.
 9. Sending to an agent that has ended answers at once with the error it ended with
    (``AgentStopped`` after completion); a new spawn of an ended agent starts afresh: new queue,
-   fresh restart history.
+   fresh restart history, and no part in a sibling's restart still pending from its earlier
+   life.
 10. The policy is the tree's: each node's ``on_retryable``/``on_fatal`` when
     :attr:`~trio_agents.testing.AgentTree.supervisor` is ``None``;
     :class:`~trio_agents.DefaultSupervisor`'s written rule (retryable: restart, else stop);
@@ -750,6 +751,14 @@ class SupervisionReference:
             node.end_error = node_error
             node.wanted = False
             node.done = True
+            if node.parent is not None:
+                # A sibling's pending restart no longer takes this life along: a new spawn
+                # of the agent is a new life, which that restart must not touch.
+                for sibling in node.parent.started:
+                    if node in sibling.affected:
+                        sibling.affected.remove(node)
+                    if node in sibling.restart_after:
+                        sibling.restart_after.remove(node)
             reply = node_error or REPLY_STOPPED
             for request in (node.current, *node.queue):
                 if request is not None:
