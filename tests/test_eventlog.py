@@ -366,6 +366,7 @@ _STEP = st.one_of(
     st.tuples(st.just("nowait"), st.booleans()),
     st.tuples(st.just("wait"), st.booleans()),
     st.tuples(st.just("settle"), st.just(False)),
+    st.tuples(st.just("cancel"), st.just(False)),
 )
 
 
@@ -387,6 +388,7 @@ def test_a_subscription_behaves_as_a_bounded_memory_channel(
         got: list[object] = []
         expected: list[object] = []
         waiting = False
+        scopes: list[trio.CancelScope] = []
         async with trio.open_nursery() as nursery:
 
             async def waiter(batch: bool) -> None:
@@ -408,9 +410,12 @@ def test_a_subscription_behaves_as_a_bounded_memory_channel(
                     except trio.EndOfChannel:
                         expected.append("EndOfChannel")
 
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(ours)
-                    inner.start_soon(theirs)
+                # A cancelled wait takes nothing, on either side.
+                with trio.CancelScope() as scope:
+                    scopes.append(scope)
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(ours)
+                        inner.start_soon(theirs)
                 waiting = False
 
             for step, arg in steps:
@@ -426,6 +431,9 @@ def test_a_subscription_behaves_as_a_bounded_memory_channel(
                 elif step == "wait" and not waiting:
                     waiting = True
                     nursery.start_soon(waiter, bool(arg))
+                    await trio.testing.wait_all_tasks_blocked()
+                elif step == "cancel" and waiting:
+                    scopes[-1].cancel()
                     await trio.testing.wait_all_tasks_blocked()
                 else:
                     await trio.testing.wait_all_tasks_blocked()
