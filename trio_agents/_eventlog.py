@@ -205,6 +205,8 @@ class Subscription:
     async def receive_batch(self) -> list[Event]:
         """Every buffered event, oldest first, waiting for at least one if none is.
 
+        A receiver woken by an event also gets every event appended before it runs again.
+
         :raises: as :meth:`receive`.
         """
         events: list[Event] = await self._take(True)
@@ -426,7 +428,7 @@ class EventLog:
 
     @property
     def subscribers(self) -> int:
-        """Subscriptions currently receiving events."""
+        """How many subscriptions currently receive events (a count)."""
         return len(self._subscribers)
 
     # ------------------------------------------------------------------ reading

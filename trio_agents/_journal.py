@@ -823,7 +823,8 @@ class RunJournal:
             the run acts on them, so a resume after a later crash answers that stop the same
             way without asking again; the result is then that of the resumed part, as from
             :meth:`Agent.resume <trio_agents.Agent.resume>`. Journaled decisions of earlier
-            stops are replayed.
+            stops are replayed. ``None`` (the default) means no decisions: the run goes on,
+            or stops again at its stop; ``[]`` is an answer, refused while a call waits.
         :raises InvalidArgumentError: ``run_id`` is not journaled, or ``decisions`` do not
             answer the stop the run reached (or it reached none); nothing is journaled.
         :raises JournalCorrupted: see :meth:`records`.
@@ -907,6 +908,10 @@ class RunJournal:
             journaled in the run of the agent that asked, before that agent acts on it, so
             a resume after a later crash answers the same way without asking again. The
             tree is replayed up to the stop and goes on; the result is the whole tree's.
+            A decision's ``agent``, when given, is the asking agent's full path, as in
+            :attr:`PendingApproval.agent <trio_agents.PendingApproval.agent>` (e.g.
+            ``"lead/analyst/clerk"``). ``None`` means no decisions; ``[]`` is an answer,
+            refused while a call waits.
         :raises InvalidArgumentError: ``run_id`` is not journaled, or ``decisions`` do not
             answer exactly the calls that wait (or nothing waits). Nothing changes.
         :raises ToolCallInDoubt: a call anywhere in the tree is in doubt (see :meth:`resume`).
